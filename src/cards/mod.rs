@@ -1,0 +1,191 @@
+//! Findings into CDS Hooks cards: the Markdown detail (evidence, advice,
+//! citation), the source with the rule id as its topic, override reasons, and
+//! suggestions whose actions carry FHIR R4 resources for this patient.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::engine::Finding;
+use crate::fhir::record::PatientRecord;
+use crate::hooks::response::{Action, Card, Coding, Source, Suggestion};
+use crate::knowledge::CardSettings;
+use crate::knowledge::rule::{ActionType, Indicator, SelectionBehavior};
+
+/// What the cards need to know about the request.
+#[derive(Debug, Clone)]
+pub struct CardContext<'a> {
+    /// `context.patientId`.
+    pub patient_id: &'a str,
+    /// `context.encounterId`.
+    pub encounter_id: Option<&'a str>,
+    /// `context.userId`, the requester of suggested orders when it is a practitioner.
+    pub user_id: &'a str,
+    /// The evaluation time.
+    pub now: DateTime<Utc>,
+}
+
+/// Renders one card per finding.
+pub fn render_cards(
+    findings: &[Finding<'_>],
+    record: &PatientRecord,
+    context: &CardContext<'_>,
+    settings: &CardSettings,
+) -> Vec<Card> {
+    findings
+        .iter()
+        .map(|finding| render_card(finding, record, context, settings))
+        .collect()
+}
+
+fn render_card(
+    finding: &Finding<'_>,
+    record: &PatientRecord,
+    context: &CardContext<'_>,
+    settings: &CardSettings,
+) -> Card {
+    let rule = finding.rule;
+    let suggestions: Vec<Suggestion> = finding
+        .suggestions
+        .iter()
+        .map(|(index, actions)| {
+            let template = &rule.suggestions[*index];
+            Suggestion {
+                label: template.label.clone(),
+                uuid: Uuid::new_v4().to_string(),
+                is_recommended: template.is_recommended,
+                actions: actions
+                    .iter()
+                    .flat_map(|a| render_actions(&template.actions[*a], finding, record, context))
+                    .collect(),
+            }
+        })
+        .filter(|s| !s.actions.is_empty())
+        .collect();
+    let selection_behavior = (!suggestions.is_empty())
+        .then(|| rule.selection_behavior.unwrap_or(SelectionBehavior::Any));
+    let override_reasons = if finding.indicator >= Indicator::Warning {
+        settings
+            .override_reasons
+            .iter()
+            .map(|r| Coding {
+                system: r.system.clone(),
+                code: r.code.clone(),
+                display: Some(r.display.clone()),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Card {
+        uuid: Uuid::new_v4().to_string(),
+        summary: finding.summary.to_owned(),
+        detail: Some(render_detail(finding)),
+        indicator: finding.indicator,
+        source: Source {
+            label: rule.source.label.clone(),
+            url: rule.source.url.clone(),
+            topic: Some(Coding {
+                system: settings.topic_system.clone(),
+                code: rule.id.clone(),
+                display: Some(rule.title.clone()),
+            }),
+        },
+        suggestions,
+        selection_behavior,
+        override_reasons,
+        links: Vec::new(),
+    }
+}
+
+/// The card's Markdown: why it fired, what to do, what data was not used, and the source.
+pub fn render_detail(finding: &Finding<'_>) -> String {
+    let rule = finding.rule;
+    let mut detail = String::from("**Why this card**\n\n");
+    for line in &finding.evidence {
+        detail.push_str("- ");
+        detail.push_str(line);
+        detail.push('\n');
+    }
+    detail.push_str("\n**What to do**\n\n");
+    detail.push_str(&rule.advice);
+    detail.push('\n');
+    for note in &finding.notes {
+        detail.push('\n');
+        detail.push_str(note.trim());
+        detail.push('\n');
+    }
+    if !finding.data_issues.is_empty() {
+        detail.push_str("\n**Data that could not be used**\n\n");
+        for issue in &finding.data_issues {
+            detail.push_str("- ");
+            detail.push_str(issue);
+            detail.push('\n');
+        }
+    }
+    detail.push_str(&format!(
+        "\n*Source: {}.* Rule `{}`.",
+        rule.source.label, rule.id
+    ));
+    detail
+}
+
+fn render_actions(
+    template: &crate::knowledge::rule::ActionTemplate,
+    finding: &Finding<'_>,
+    record: &PatientRecord,
+    context: &CardContext<'_>,
+) -> Vec<Action> {
+    match template.action_type {
+        ActionType::Create => {
+            let Some(resource) = &template.resource else {
+                return Vec::new();
+            };
+            vec![Action {
+                action_type: ActionType::Create,
+                description: template.description.clone(),
+                resource: Some(for_patient(resource, context)),
+                resource_id: None,
+            }]
+        }
+        ActionType::Delete => finding
+            .draft_orders
+            .iter()
+            .filter_map(|index| record.draft_orders.get(*index))
+            .map(|order| Action {
+                action_type: ActionType::Delete,
+                description: format!("{} ({})", template.description, order.concept.name()),
+                resource: None,
+                resource_id: Some(order.reference.clone()),
+            })
+            .collect(),
+        ActionType::Update => Vec::new(),
+    }
+}
+
+/// Fills a suggested resource in for this patient: subject, encounter, requester and authoring date.
+fn for_patient(template: &serde_json::Value, context: &CardContext<'_>) -> serde_json::Value {
+    let mut resource = template.clone();
+    if let Some(object) = resource.as_object_mut() {
+        object.insert(
+            "subject".into(),
+            serde_json::json!({ "reference": format!("Patient/{}", context.patient_id) }),
+        );
+        if let Some(encounter) = context.encounter_id {
+            object.insert(
+                "encounter".into(),
+                serde_json::json!({ "reference": format!("Encounter/{encounter}") }),
+            );
+        }
+        if context.user_id.starts_with("Practitioner") {
+            object.insert(
+                "requester".into(),
+                serde_json::json!({ "reference": context.user_id }),
+            );
+        }
+        object.insert(
+            "authoredOn".into(),
+            serde_json::Value::String(context.now.format("%Y-%m-%d").to_string()),
+        );
+    }
+    resource
+}

@@ -1,0 +1,223 @@
+//! The command line: `serve` runs the HTTP service, `evaluate` runs one
+//! CDS Hooks request through the same engine offline, `check` validates the
+//! knowledge.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Settings;
+use crate::fhir::FhirClient;
+use crate::hooks::Hook;
+use crate::invoke::{CdsService, Invocation, InvokeError};
+use crate::knowledge::{Knowledge, KnowledgeSource};
+use crate::server::Application;
+
+/// cramp-cds: CDS Hooks 2.0 decision support for muscle cramps and numbness.
+#[derive(Debug, Parser)]
+#[command(name = "cramp-cds", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// A TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides the configuration), e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Run one CDS Hooks request (a JSON file) through the engine and print the response.
+    Evaluate {
+        /// The request: hook, hookInstance, context and prefetch, as JSON.
+        #[arg(long)]
+        request: PathBuf,
+        /// Evaluation time (RFC 3339); now when unset.
+        #[arg(long)]
+        now: Option<String>,
+        /// The service id; chosen from the request's hook when unset.
+        #[arg(long)]
+        service: Option<String>,
+        /// A TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+        format: OutputFormat,
+    },
+    /// Load and validate the knowledge; exit non-zero naming the file and the problem.
+    Check {
+        /// A directory laid out like cds-hooks/ (the configured or built-in knowledge when unset).
+        #[arg(long)]
+        knowledge: Option<PathBuf>,
+        /// A TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// How `evaluate` prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The CDS Hooks response JSON.
+    Json,
+    /// A readable summary: rule, indicator, summary, evidence.
+    Text,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { config, bind } => {
+            let mut settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+            if let Some(bind) = bind {
+                settings.server.bind = bind;
+            }
+            crate::telemetry::init(&settings.log);
+            let service = build_service(&settings)?;
+            serve(settings, service)
+        }
+        Command::Evaluate {
+            request,
+            now,
+            service,
+            config,
+            format,
+        } => {
+            let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+            let now = match now {
+                Some(text) => DateTime::parse_from_rfc3339(&text)
+                    .map_err(|e| format!("--now '{text}' is not an RFC 3339 date-time: {e}"))?
+                    .with_timezone(&Utc),
+                None => Utc::now(),
+            };
+            let body = std::fs::read(&request)
+                .map_err(|e| format!("cannot read {}: {e}", request.display()))?;
+            let cds = build_service(&settings)?;
+            let service_id = match service {
+                Some(id) => id,
+                None => service_for_request(&cds.knowledge, &body)?,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))?;
+            let invocation = runtime
+                .block_on(cds.invoke(&service_id, &body, now))
+                .map_err(|e| describe_invoke_error(&e))?;
+            print_invocation(&invocation, format);
+            Ok(())
+        }
+        Command::Check { knowledge, config } => {
+            let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+            let source = match knowledge {
+                Some(dir) => KnowledgeSource::Directory(dir),
+                None => settings.knowledge.source(),
+            };
+            let loaded = Knowledge::load(&source).map_err(|e| format!("knowledge error in {e}"))?;
+            println!(
+                "{}: {} services, {} rules, {} value sets, {} analytes: OK",
+                source.describe(),
+                loaded.services.len(),
+                loaded.rules.len(),
+                loaded.valuesets.len(),
+                loaded.analytes.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Loads the knowledge and builds the service, or says which file is broken.
+pub fn build_service(settings: &Settings) -> Result<CdsService, String> {
+    let source = settings.knowledge.source();
+    let knowledge = Knowledge::load(&source).map_err(|e| format!("knowledge error in {e}"))?;
+    let fhir = FhirClient::new(settings.fhir.clone())?;
+    Ok(CdsService::new(Arc::new(knowledge), fhir))
+}
+
+fn serve(settings: Settings, service: CdsService) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(&settings, service)
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.server.bind))?;
+        tracing::info!(
+            bind = %settings.server.bind,
+            port = app.port(),
+            "cramp-cds listening; discovery at /cds-services"
+        );
+        app.run_until_stopped()
+            .await
+            .map_err(|e| format!("server failed: {e}"))
+    })
+}
+
+fn service_for_request(knowledge: &Knowledge, body: &[u8]) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct HookOnly {
+        hook: Option<String>,
+    }
+    let hook: Hook = serde_json::from_slice::<HookOnly>(body)
+        .map_err(|e| format!("the request is not a JSON object: {e}"))?
+        .hook
+        .ok_or("the request has no hook; pass --service")?
+        .parse()?;
+    knowledge
+        .services
+        .iter()
+        .find(|s| s.hook == hook)
+        .map(|s| s.definition.id.clone())
+        .ok_or_else(|| format!("no service answers {hook}"))
+}
+
+fn describe_invoke_error(error: &InvokeError) -> String {
+    match error {
+        InvokeError::UnknownService(_) => error.to_string(),
+        InvokeError::BadRequest(e) => format!("bad request (HTTP 400): {e}"),
+        InvokeError::MissingData { .. } => format!("HTTP 412: {error}"),
+    }
+}
+
+fn print_invocation(invocation: &Invocation, format: OutputFormat) {
+    match format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&invocation.response).unwrap_or_default()
+        ),
+        OutputFormat::Text => {
+            if invocation.response.cards.is_empty() {
+                println!("No cards.");
+            }
+            for card in &invocation.response.cards {
+                let rule = card
+                    .source
+                    .topic
+                    .as_ref()
+                    .map(|t| t.code.as_str())
+                    .unwrap_or("?");
+                println!("[{}] {rule}: {}", card.indicator.as_str(), card.summary);
+                let detail = card.detail.as_deref().unwrap_or("");
+                for line in detail.lines().filter(|l| l.starts_with("- ")) {
+                    println!("    {line}");
+                }
+                for suggestion in &card.suggestions {
+                    println!("    suggestion: {}", suggestion.label);
+                }
+            }
+            for (rule, winner) in &invocation.yielded {
+                println!("(rule {rule} yielded to {winner})");
+            }
+            for failure in &invocation.failures {
+                println!("(rule {} failed: {})", failure.rule_id, failure.message);
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Typed settings: defaults, then a TOML file, then `CRAMP_CDS_*` environment
+//! variables (sections separated by `__`, e.g. `CRAMP_CDS_SERVER__BIND`).
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::fhir::FhirClientSettings;
+use crate::knowledge::KnowledgeSource;
+
+/// All settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The HTTP server.
+    pub server: ServerSettings,
+    /// Where the knowledge comes from.
+    pub knowledge: KnowledgeSettings,
+    /// Access to the EHR's FHIR server.
+    pub fhir: FhirClientSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// Largest accepted request body in bytes (larger ones get 413).
+    pub max_body_bytes: usize,
+    /// Worker threads; the number of cores when unset.
+    pub workers: Option<usize>,
+    /// Origins allowed by CORS; `["*"]` allows any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: "127.0.0.1:8080".to_owned(),
+            max_body_bytes: 10 * 1024 * 1024,
+            workers: None,
+            allowed_origins: vec!["*".to_owned()],
+        }
+    }
+}
+
+/// Knowledge settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnowledgeSettings {
+    /// A directory laid out like `cds-hooks/`; the built-in knowledge when unset.
+    pub dir: Option<PathBuf>,
+}
+
+impl KnowledgeSettings {
+    /// The source these settings name.
+    pub fn source(&self) -> KnowledgeSource {
+        match &self.dir {
+            Some(dir) => KnowledgeSource::Directory(dir.clone()),
+            None => KnowledgeSource::BuiltIn,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter such as `info` or `cramp_cds=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Loads defaults, then `file` (which must exist when given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "the file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment
+            .merge(
+                Env::prefixed("CRAMP_CDS_")
+                    .filter(|key| !key.as_str().starts_with("test_"))
+                    .split("__"),
+            )
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+}

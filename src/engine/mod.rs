@@ -1,0 +1,413 @@
+//! Evaluating the rules against a [`PatientRecord`] into [`Finding`]s, each
+//! carrying the evidence that made it fire. The engine never sees JSON or
+//! HTTP. A rule that fails on odd data is reported in
+//! [`Evaluation::failures`] and skipped; the other rules still run. Precedence
+//! ("yields to") is applied last, so one clinical message gives one card.
+
+mod lab;
+mod matching;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::fhir::record::PatientRecord;
+use crate::hooks::Hook;
+use crate::knowledge::Knowledge;
+use crate::knowledge::criteria::{Criterion, LabTest};
+use crate::knowledge::rule::{Indicator, Rule};
+pub use matching::system_name;
+
+/// The result of one criterion: whether it matched, why, and which draft orders it matched.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Whether the criterion holds.
+    pub matched: bool,
+    /// Evidence lines (Markdown), for a matched criterion.
+    pub evidence: Vec<String>,
+    /// Indexes into `record.draft_orders` that matched.
+    pub draft_orders: Vec<usize>,
+}
+
+impl Outcome {
+    fn leaf(matched: bool, evidence: Vec<String>) -> Outcome {
+        Outcome {
+            matched,
+            evidence: if matched { evidence } else { Vec::new() },
+            draft_orders: Vec::new(),
+        }
+    }
+}
+
+/// A rule that fired, with everything the card needs.
+#[derive(Debug)]
+pub struct Finding<'k> {
+    /// The rule.
+    pub rule: &'k Rule,
+    /// The indicator after escalations.
+    pub indicator: Indicator,
+    /// The summary after escalations.
+    pub summary: &'k str,
+    /// Evidence lines, without duplicates.
+    pub evidence: Vec<String>,
+    /// Advice notes whose criteria matched.
+    pub notes: Vec<&'k str>,
+    /// Suggestions to offer: (index into `rule.suggestions`, indexes of the actions to include).
+    pub suggestions: Vec<(usize, Vec<usize>)>,
+    /// Draft orders the rule is about (for delete and update suggestions).
+    pub draft_orders: Vec<usize>,
+    /// Data problems that bear on this finding.
+    pub data_issues: Vec<String>,
+}
+
+/// A rule that could not be evaluated.
+#[derive(Debug, Clone)]
+pub struct RuleFailure {
+    /// The rule id.
+    pub rule_id: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The result of evaluating every rule of a hook.
+#[derive(Debug, Default)]
+pub struct Evaluation<'k> {
+    /// Rules that fired and were not silenced by precedence.
+    pub findings: Vec<Finding<'k>>,
+    /// Rules that fired but yield to another rule that fired: (rule id, the rule it yields to).
+    pub yielded: Vec<(String, String)>,
+    /// Rules that failed.
+    pub failures: Vec<RuleFailure>,
+}
+
+/// Evaluates the rules.
+pub struct Engine<'k> {
+    knowledge: &'k Knowledge,
+}
+
+struct Scope<'a> {
+    knowledge: &'a Knowledge,
+    record: &'a PatientRecord,
+    hook: Hook,
+    now: DateTime<Utc>,
+}
+
+impl<'k> Engine<'k> {
+    /// An engine over a knowledge base.
+    pub fn new(knowledge: &'k Knowledge) -> Self {
+        Engine { knowledge }
+    }
+
+    /// Evaluates every rule of `hook` against `record` at time `now`.
+    pub fn evaluate(
+        &self,
+        record: &PatientRecord,
+        hook: Hook,
+        now: DateTime<Utc>,
+    ) -> Evaluation<'k> {
+        let scope = Scope {
+            knowledge: self.knowledge,
+            record,
+            hook,
+            now,
+        };
+        let mut evaluation = Evaluation::default();
+        for rule in self
+            .knowledge
+            .rules
+            .iter()
+            .filter(|r| r.hooks.contains(&hook))
+        {
+            match catch_unwind(AssertUnwindSafe(|| evaluate_rule(rule, &scope))) {
+                Ok(Some(finding)) => evaluation.findings.push(finding),
+                Ok(None) => {}
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_else(|| "evaluation failed".to_owned());
+                    tracing::error!(rule_id = %rule.id, %message, "rule evaluation failed; skipped");
+                    evaluation.failures.push(RuleFailure {
+                        rule_id: rule.id.clone(),
+                        message,
+                    });
+                }
+            }
+        }
+        apply_precedence(&mut evaluation);
+        evaluation
+    }
+}
+
+fn apply_precedence(evaluation: &mut Evaluation<'_>) {
+    let fired: Vec<String> = evaluation
+        .findings
+        .iter()
+        .map(|f| f.rule.id.clone())
+        .collect();
+    let mut yielded = Vec::new();
+    evaluation.findings.retain(|finding| {
+        match finding.rule.yields_to.iter().find(|id| fired.contains(id)) {
+            Some(winner) => {
+                yielded.push((finding.rule.id.clone(), winner.clone()));
+                false
+            }
+            None => true,
+        }
+    });
+    evaluation.yielded = yielded;
+}
+
+fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> Option<Finding<'k>> {
+    let fired = evaluate(&rule.when, scope);
+    if !fired.matched {
+        return None;
+    }
+    let mut evidence = fired.evidence;
+    let mut indicator = rule.indicator;
+    let mut summary = rule.summary.as_str();
+    for escalation in &rule.escalations {
+        let outcome = evaluate(&escalation.when, scope);
+        if outcome.matched && escalation.indicator > indicator {
+            indicator = escalation.indicator;
+            if let Some(s) = &escalation.summary {
+                summary = s;
+            }
+            evidence.extend(outcome.evidence);
+        }
+    }
+    let mut notes = Vec::new();
+    for note in &rule.notes {
+        let outcome = evaluate(&note.when, scope);
+        if outcome.matched {
+            notes.push(note.text.as_str());
+            evidence.extend(outcome.evidence);
+        }
+    }
+    let mut suggestions = Vec::new();
+    for (index, suggestion) in rule.suggestions.iter().enumerate() {
+        if let Some(when) = &suggestion.when {
+            let outcome = evaluate(when, scope);
+            if !outcome.matched {
+                continue;
+            }
+            evidence.extend(outcome.evidence);
+        }
+        if let Some(unless) = &suggestion.unless
+            && evaluate(unless, scope).matched
+        {
+            continue;
+        }
+        let actions: Vec<usize> = suggestion
+            .actions
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.when.as_ref().is_none_or(|w| evaluate(w, scope).matched))
+            .map(|(i, _)| i)
+            .collect();
+        if !actions.is_empty() {
+            suggestions.push((index, actions));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    evidence.retain(|line| seen.insert(line.clone()));
+    let mut draft_orders = fired.draft_orders;
+    draft_orders.dedup();
+    Some(Finding {
+        rule,
+        indicator,
+        summary,
+        evidence,
+        notes,
+        suggestions,
+        draft_orders,
+        data_issues: scope
+            .record
+            .issues
+            .iter()
+            .map(|i| format!("{}: {}", i.location, i.problem))
+            .collect(),
+    })
+}
+
+fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
+    match criterion {
+        Criterion::All(children) => {
+            let mut combined = Outcome {
+                matched: true,
+                ..Default::default()
+            };
+            for child in children {
+                let outcome = evaluate(child, scope);
+                if !outcome.matched {
+                    return Outcome::default();
+                }
+                combined.evidence.extend(outcome.evidence);
+                combined.draft_orders.extend(outcome.draft_orders);
+            }
+            combined
+        }
+        Criterion::Any(children) => {
+            let mut combined = Outcome::default();
+            for child in children {
+                let outcome = evaluate(child, scope);
+                if outcome.matched {
+                    combined.matched = true;
+                    combined.evidence.extend(outcome.evidence);
+                    combined.draft_orders.extend(outcome.draft_orders);
+                }
+            }
+            combined
+        }
+        Criterion::Not(child) => {
+            let matched = !evaluate(child, scope).matched;
+            Outcome::leaf(
+                matched,
+                vec![format!("Not found: {}", describe(child, scope.knowledge))],
+            )
+        }
+        Criterion::Hook(hooks) => Outcome::leaf(hooks.contains(&scope.hook), Vec::new()),
+        Criterion::Named(named) => evaluate(&named.criterion, scope),
+        Criterion::Condition(c) => {
+            let set = &scope.knowledge.valuesets[c.valueset];
+            let evidence: Vec<String> = scope
+                .record
+                .conditions
+                .iter()
+                .filter(|condition| condition.is_active())
+                .filter(|condition| {
+                    c.onset_at_least_days_ago.is_none_or(|days| {
+                        condition
+                            .onset
+                            .or(condition.recorded)
+                            .is_some_and(|onset| onset <= scope.now - Duration::days(days))
+                    })
+                })
+                .filter_map(|condition| {
+                    let how = matching::match_concept(set, &condition.concept)?;
+                    let onset = condition
+                        .onset
+                        .map(|o| format!(", onset {}", o.format("%Y-%m-%d")))
+                        .unwrap_or_default();
+                    Some(format!(
+                        "Active condition: {} ({how}; {}, clinical status {}{onset})",
+                        condition.concept.name(),
+                        condition.reference,
+                        condition.clinical_status.as_deref().unwrap_or("not stated"),
+                    ))
+                })
+                .collect();
+            Outcome::leaf(!evidence.is_empty(), evidence)
+        }
+        Criterion::Medication(c) => {
+            let set = &scope.knowledge.valuesets[c.valueset];
+            let evidence: Vec<String> = scope
+                .record
+                .medications
+                .iter()
+                .filter(|m| m.is_active())
+                .filter_map(|m| {
+                    let how = matching::match_medication(set, &m.concept, &m.ingredients)?;
+                    Some(format!(
+                        "Active medication: {} ({}, status {}; matched {how})",
+                        m.concept.name(),
+                        m.reference,
+                        m.status
+                    ))
+                })
+                .collect();
+            Outcome::leaf(!evidence.is_empty(), evidence)
+        }
+        Criterion::DraftOrder(c) => {
+            let set = &scope.knowledge.valuesets[c.valueset];
+            let mut outcome = Outcome::default();
+            for (index, order) in scope.record.draft_orders.iter().enumerate() {
+                if !order.in_scope {
+                    continue;
+                }
+                if let Some(how) = matching::match_medication(set, &order.concept, &[]) {
+                    outcome.matched = true;
+                    outcome.evidence.push(format!(
+                        "Order being placed: {} ({}; matched {how})",
+                        order.concept.name(),
+                        order.reference
+                    ));
+                    outcome.draft_orders.push(index);
+                }
+            }
+            outcome
+        }
+        Criterion::Lab(c) => lab::evaluate(c, scope.knowledge, scope.record, scope.now),
+        Criterion::Age(c) => {
+            let Some(age) = scope.record.age_on(scope.now.date_naive()) else {
+                return Outcome::default();
+            };
+            let matched =
+                c.at_least.is_none_or(|min| age >= min) && c.below.is_none_or(|max| age < max);
+            let born = scope
+                .record
+                .birth_date
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            Outcome::leaf(matched, vec![format!("Age {age} (born {born})")])
+        }
+    }
+}
+
+/// A short description of a criterion, for evidence of absence.
+pub fn describe(criterion: &Criterion, knowledge: &Knowledge) -> String {
+    match criterion {
+        Criterion::All(children) => children
+            .iter()
+            .map(|c| describe(c, knowledge))
+            .collect::<Vec<_>>()
+            .join(" and "),
+        Criterion::Any(children) => children
+            .iter()
+            .map(|c| describe(c, knowledge))
+            .collect::<Vec<_>>()
+            .join(" or "),
+        Criterion::Not(child) => format!("not ({})", describe(child, knowledge)),
+        Criterion::Hook(hooks) => format!(
+            "hook {}",
+            hooks
+                .iter()
+                .map(|h| h.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+        Criterion::Named(named) => named.description.clone(),
+        Criterion::Condition(c) => format!(
+            "an active condition in \"{}\"",
+            knowledge.valuesets[c.valueset].title
+        ),
+        Criterion::Medication(c) => format!(
+            "an active medication in \"{}\"",
+            knowledge.valuesets[c.valueset].title
+        ),
+        Criterion::DraftOrder(c) => format!(
+            "an order being placed in \"{}\"",
+            knowledge.valuesets[c.valueset].title
+        ),
+        Criterion::Lab(c) => {
+            let analyte = &knowledge.analytes[c.analyte];
+            let test = match &c.test {
+                LabTest::Present => "a result".to_owned(),
+                LabTest::Missing => "no result".to_owned(),
+                LabTest::Below(t) => format!("a latest result below {}", analyte.format(*t)),
+                LabTest::Above(t) => format!("a latest result above {}", analyte.format(*t)),
+            };
+            format!(
+                "{} {test} in the last {} days",
+                analyte.display, c.within_days
+            )
+        }
+        Criterion::Age(c) => match (c.at_least, c.below) {
+            (Some(min), Some(max)) => format!("age {min} to {}", max - 1),
+            (Some(min), None) => format!("age {min} or more"),
+            (None, Some(max)) => format!("age under {max}"),
+            (None, None) => "any age".to_owned(),
+        },
+    }
+}

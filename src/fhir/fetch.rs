@@ -1,0 +1,201 @@
+//! Fetching prefetch data the client did not send, from the EHR's FHIR server
+//! (CDS Hooks 2.0 §2: only when the request carries both `fhirServer` and
+//! `fhirAuthorization`).
+//!
+//! Plain HTTP GETs of the rendered template with `Authorization: Bearer` and
+//! `Accept: application/fhir+json`, a timeout, no redirects, and `next` links
+//! followed up to a bound, but only while they stay under the FHIR server's
+//! base URL. The access token is never logged.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// Settings for FHIR server access.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FhirClientSettings {
+    /// Timeout of one HTTP request, in milliseconds.
+    pub timeout_ms: u64,
+    /// Most pages read per prefetch key (the first page included).
+    pub max_pages: usize,
+}
+
+impl Default for FhirClientSettings {
+    fn default() -> Self {
+        FhirClientSettings {
+            timeout_ms: 5_000,
+            max_pages: 10,
+        }
+    }
+}
+
+/// Why data could not be fetched.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// The request could not be made or timed out.
+    #[error("the FHIR server could not be reached: {0}")]
+    Unreachable(String),
+    /// The server answered with an error status.
+    #[error("the FHIR server answered {0}")]
+    Status(u16),
+    /// A link or template pointed outside the FHIR server.
+    #[error("{0} is not under the FHIR server's base URL")]
+    OutsideServer(String),
+    /// The pagination bound was reached.
+    #[error("more than {0} pages; the rest was not read")]
+    TooManyPages(usize),
+}
+
+/// An HTTP client for the EHR's FHIR server, shared by all requests.
+#[derive(Debug, Clone)]
+pub struct FhirClient {
+    http: reqwest::Client,
+    settings: FhirClientSettings,
+}
+
+/// One fetched page.
+pub type Page = Vec<u8>;
+
+impl FhirClient {
+    /// Builds the client.
+    pub fn new(settings: FhirClientSettings) -> Result<FhirClient, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .connect_timeout(Duration::from_millis(settings.timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cramp-cds/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(FhirClient { http, settings })
+    }
+
+    /// Resolves a relative template URL (or an absolute link) against the server base,
+    /// refusing anything outside it.
+    pub fn resolve(base: &Url, target: &str) -> Result<Url, FetchError> {
+        let mut base_dir = base.clone();
+        if !base_dir.path().ends_with('/') {
+            base_dir.set_path(&format!("{}/", base_dir.path()));
+        }
+        let url = base_dir
+            .join(target)
+            .map_err(|_| FetchError::OutsideServer(target.to_owned()))?;
+        let same_origin = url.scheme() == base_dir.scheme()
+            && url.host_str() == base_dir.host_str()
+            && url.port_or_known_default() == base_dir.port_or_known_default();
+        if !same_origin
+            || !url
+                .path()
+                .starts_with(base_dir.path().trim_end_matches('/'))
+        {
+            return Err(FetchError::OutsideServer(target.to_owned()));
+        }
+        Ok(url)
+    }
+
+    /// GETs `target` (relative to `base`, or an absolute link under it) and follows `next`
+    /// links, returning every page's body.
+    pub async fn fetch_all(
+        &self,
+        base: &Url,
+        target: &str,
+        access_token: &str,
+    ) -> Result<Vec<Page>, FetchError> {
+        let mut pages = Vec::new();
+        let mut next = Some(Self::resolve(base, target)?);
+        while let Some(url) = next.take() {
+            if pages.len() >= self.settings.max_pages {
+                return Err(FetchError::TooManyPages(self.settings.max_pages));
+            }
+            let body = self.get(&url, access_token).await?;
+            next = next_link(&body)
+                .map(|link| Self::resolve(base, &link))
+                .transpose()?;
+            pages.push(body);
+        }
+        Ok(pages)
+    }
+
+    async fn get(&self, url: &Url, access_token: &str) -> Result<Page, FetchError> {
+        tracing::debug!(path = url.path(), "fetching from the FHIR server");
+        let response = self
+            .http
+            .get(url.clone())
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/fhir+json")
+            .send()
+            .await
+            .map_err(|e| FetchError::Unreachable(describe(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::Status(status.as_u16()));
+        }
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| FetchError::Unreachable(describe(&e)))
+    }
+}
+
+/// A reqwest error without the URL (which may carry patient identifiers).
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        error.without_url_ref().to_string()
+    }
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let text = self.to_string();
+        match self.url() {
+            Some(url) => text.replace(url.as_str(), "[url]"),
+            None => text,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LinksOnly {
+    #[serde(default)]
+    link: Vec<Link>,
+}
+
+#[derive(Deserialize)]
+struct Link {
+    relation: Option<String>,
+    url: Option<String>,
+}
+
+fn next_link(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<LinksOnly>(body)
+        .ok()?
+        .link
+        .into_iter()
+        .find(|l| l.relation.as_deref() == Some("next"))
+        .and_then(|l| l.url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_resolves_under_the_base_and_a_foreign_link_is_refused() {
+        let base = Url::parse("https://ehr.example/fhir").unwrap();
+        let url = FhirClient::resolve(&base, "Condition?patient=1").unwrap();
+        assert_eq!(url.as_str(), "https://ehr.example/fhir/Condition?patient=1");
+        assert!(FhirClient::resolve(&base, "https://evil.example/fhir/Condition").is_err());
+        assert!(FhirClient::resolve(&base, "https://ehr.example/other/Condition").is_err());
+        assert!(FhirClient::resolve(&base, "https://ehr.example/fhir/Condition?page=2").is_ok());
+    }
+}

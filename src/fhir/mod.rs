@@ -1,0 +1,196 @@
+//! Patient data: from the request's prefetch, or from the EHR's FHIR server
+//! when a key the rules need is missing, into a [`PatientRecord`].
+//!
+//! Each prefetch key may be absent, `null`, a resource, a searchset Bundle
+//! (empty or paged) or an OperationOutcome. When needed data can be neither
+//! read from the prefetch nor fetched, the answer is [`GatherError::MissingData`]
+//! (HTTP 412, as CDS Hooks 2.0 requires).
+
+pub mod documents;
+pub mod fetch;
+pub mod record;
+
+use std::collections::BTreeSet;
+
+use futures::future::join_all;
+
+use crate::hooks::template::TokenValues;
+use crate::hooks::{Hook, HookCall, RequestError};
+use crate::knowledge::services::Service;
+use documents::{Document, add_document, add_draft_orders};
+pub use fetch::{FetchError, FhirClient, FhirClientSettings};
+pub use record::PatientRecord;
+
+/// Why the patient's data could not be gathered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatherError {
+    /// Data the rules need is neither in the prefetch nor obtainable from the FHIR server.
+    #[error("required data is missing for prefetch keys {}: {reason}", keys.join(", "))]
+    MissingData {
+        /// The prefetch keys that could not be satisfied.
+        keys: Vec<String>,
+        /// Why they could not be fetched.
+        reason: String,
+    },
+    /// The request contradicts itself (e.g. a selection not among the draft orders).
+    #[error(transparent)]
+    BadRequest(#[from] RequestError),
+}
+
+/// A prefetch key still to be fetched: the key, and what to GET (relative template or absolute next link).
+struct PendingFetch {
+    key: String,
+    target: String,
+    needed: bool,
+    /// Only further pages of a paged prefetch Bundle are missing; the first page was read.
+    next_page_only: bool,
+}
+
+/// Builds the patient's record for `call` from its prefetch, fetching what is missing.
+pub async fn gather(
+    call: &HookCall<'_>,
+    service: &Service,
+    needed_types: &BTreeSet<&'static str>,
+    client: &FhirClient,
+) -> Result<PatientRecord, GatherError> {
+    let mut record = PatientRecord::new(call.context.patient_id.clone());
+    let values = TokenValues {
+        user_id: Some(&call.context.user_id),
+        patient_id: Some(&call.context.patient_id),
+        encounter_id: call.context.encounter_id.as_deref(),
+    };
+    let mut pending = Vec::new();
+    for (key, template) in &service.templates {
+        let needed = needed_types.contains(template.resource_type.as_str());
+        let sent = call.prefetch.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        let location = format!("prefetch.{key}");
+        let (refetch, next_page_only) = match sent {
+            Some(raw) => match add_document(&mut record, raw.get().as_bytes(), &location) {
+                Document::Null | Document::Resources { next: None, .. } => (None, false),
+                Document::Resources {
+                    next: Some(next), ..
+                } => (Some(Some(next)), true),
+                Document::OperationOutcome(text) => {
+                    tracing::debug!(key = %key, outcome = %text, "prefetch key holds an OperationOutcome");
+                    (Some(template.render(&values)), false)
+                }
+                Document::Unreadable(problem) => {
+                    record.add_issue(&location, problem);
+                    (Some(template.render(&values)), false)
+                }
+            },
+            None => (Some(template.render(&values)), false),
+        };
+        match refetch {
+            None => {}
+            Some(Some(target)) => pending.push(PendingFetch {
+                key: key.clone(),
+                target,
+                needed,
+                next_page_only,
+            }),
+            Some(None) if needed => {
+                return Err(GatherError::MissingData {
+                    keys: vec![key.clone()],
+                    reason: "its template needs a context field the request did not send"
+                        .to_owned(),
+                });
+            }
+            Some(None) => {}
+        }
+    }
+    fetch_pending(call, client, pending, &mut record).await?;
+
+    if let Some(bundle) = call.context.draft_orders {
+        let selections =
+            (call.hook == Hook::OrderSelect).then_some(call.context.selections.as_slice());
+        let references = add_draft_orders(&mut record, bundle, selections);
+        let unreadable_drafts = record
+            .issues
+            .iter()
+            .any(|i| i.location.starts_with("context.draftOrders"));
+        if let Some(selections) = selections
+            && !unreadable_drafts
+            && let Some((index, missing)) = selections
+                .iter()
+                .enumerate()
+                .find(|(_, s)| !references.contains(s))
+        {
+            return Err(GatherError::BadRequest(RequestError::new(
+                format!("context.selections[{index}]"),
+                format!("'{missing}' is not among context.draftOrders"),
+            )));
+        }
+    }
+    record.resolve_medication_references();
+    Ok(record)
+}
+
+async fn fetch_pending(
+    call: &HookCall<'_>,
+    client: &FhirClient,
+    pending: Vec<PendingFetch>,
+    record: &mut PatientRecord,
+) -> Result<(), GatherError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let (Some(server), Some(authorization)) = (&call.fhir_server, &call.fhir_authorization) else {
+        for partial in pending.iter().filter(|p| p.next_page_only) {
+            record.add_issue(
+                format!("prefetch.{}", partial.key),
+                "only the first page was sent and there is no FHIR server access to read the rest",
+            );
+        }
+        let keys: Vec<String> = pending
+            .iter()
+            .filter(|p| p.needed && !p.next_page_only)
+            .map(|p| p.key.clone())
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        return Err(GatherError::MissingData {
+            keys,
+            reason: "they were not prefetched and the request has no fhirServer and fhirAuthorization to fetch them with".to_owned(),
+        });
+    };
+    let fetches = pending
+        .iter()
+        .map(|p| client.fetch_all(server, &p.target, &authorization.access_token));
+    let results = join_all(fetches).await;
+    let mut failed = Vec::new();
+    let mut reasons = Vec::new();
+    for (fetch, result) in pending.iter().zip(results) {
+        match result {
+            Ok(pages) => {
+                for (page_number, page) in pages.iter().enumerate() {
+                    let location = format!("fetched.{}[page {}]", fetch.key, page_number + 1);
+                    if let Document::OperationOutcome(text) | Document::Unreadable(text) =
+                        add_document(record, page, &location)
+                    {
+                        record.add_issue(&location, text);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(key = %fetch.key, %error, "FHIR server fetch failed");
+                if fetch.needed && !fetch.next_page_only {
+                    failed.push(fetch.key.clone());
+                    reasons.push(error.to_string());
+                } else {
+                    record.add_issue(format!("fetched.{}", fetch.key), error.to_string());
+                }
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        reasons.dedup();
+        Err(GatherError::MissingData {
+            keys: failed,
+            reason: reasons.join("; "),
+        })
+    }
+}

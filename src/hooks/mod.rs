@@ -1,0 +1,10 @@
+//! The CDS Hooks protocol: hooks, the request and its validation, the response
+//! and card types, and prefetch templates. No clinical logic lives here.
+
+mod hook;
+pub mod request;
+pub mod response;
+pub mod template;
+
+pub use hook::Hook;
+pub use request::{FhirAuthorization, HookCall, HookContext, RequestError, parse_hook_call};

@@ -1,0 +1,115 @@
+//! Laboratory analytes: which value set identifies each, its canonical unit,
+//! and the single table of unit conversion factors.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+
+/// A laboratory analyte the rules compare results of.
+#[derive(Debug, Clone)]
+pub struct Analyte {
+    /// The analyte's key (e.g. `magnesium`).
+    pub id: String,
+    /// How it is named in cards (e.g. `Serum magnesium`).
+    pub display: String,
+    /// Index of the value set of LOINC codes that identify its results.
+    pub valueset: usize,
+    /// The unit every comparison is made in.
+    pub canonical_unit: String,
+    /// Decimal places shown in cards.
+    pub decimals: usize,
+    factors: HashMap<String, f64>,
+}
+
+/// The TOML form of an analyte entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnalyte {
+    display: String,
+    valueset: String,
+    canonical_unit: String,
+    #[serde(default = "default_decimals")]
+    decimals: usize,
+    units: BTreeMap<String, f64>,
+}
+
+fn default_decimals() -> usize {
+    2
+}
+
+impl Analyte {
+    /// Validates an analyte entry, resolving its value set with `find_valueset`.
+    pub fn from_raw(
+        id: &str,
+        raw: RawAnalyte,
+        find_valueset: impl Fn(&str) -> Option<usize>,
+    ) -> Result<Analyte, String> {
+        let valueset = find_valueset(&raw.valueset).ok_or_else(|| {
+            format!(
+                "analyte '{id}' names value set '{}', which does not exist",
+                raw.valueset
+            )
+        })?;
+        if raw.units.get(&raw.canonical_unit) != Some(&1.0) {
+            return Err(format!(
+                "analyte '{id}': the canonical unit '{}' must be listed in units with factor 1",
+                raw.canonical_unit
+            ));
+        }
+        if let Some((unit, factor)) = raw.units.iter().find(|(_, f)| !f.is_finite() || **f <= 0.0) {
+            return Err(format!(
+                "analyte '{id}': unit '{unit}' has factor {factor}; factors must be positive"
+            ));
+        }
+        Ok(Analyte {
+            id: id.to_owned(),
+            display: raw.display,
+            valueset,
+            canonical_unit: raw.canonical_unit,
+            decimals: raw.decimals,
+            factors: raw.units.into_iter().collect(),
+        })
+    }
+
+    /// Converts `value` in `unit` to the canonical unit; `None` when the unit is not known.
+    pub fn to_canonical(&self, value: f64, unit: &str) -> Option<f64> {
+        self.factors.get(unit.trim()).map(|factor| value * factor)
+    }
+
+    /// Formats a canonical value with the analyte's precision and unit, e.g. `0.55 mmol/L`.
+    pub fn format(&self, canonical_value: f64) -> String {
+        format!(
+            "{:.*} {}",
+            self.decimals, canonical_value, self.canonical_unit
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn magnesium() -> Analyte {
+        let raw: RawAnalyte = toml::from_str(
+            r#"display = "Mg"
+valueset = "lab-magnesium"
+canonical_unit = "mmol/L"
+units = { "mmol/L" = 1.0, "mg/dL" = 0.4114, "meq/L" = 0.5, "mEq/L" = 0.5 }"#,
+        )
+        .unwrap();
+        Analyte::from_raw("magnesium", raw, |_| Some(0)).unwrap()
+    }
+
+    #[test]
+    fn magnesium_converts_from_mass_and_equivalents_to_moles() {
+        let mg = magnesium();
+        assert!((mg.to_canonical(1.7, "mg/dL").unwrap() - 0.69938).abs() < 1e-4);
+        assert_eq!(mg.to_canonical(1.4, "mEq/L"), Some(0.7));
+        assert_eq!(mg.to_canonical(0.6, "mmol/L"), Some(0.6));
+    }
+
+    #[test]
+    fn an_unknown_unit_is_not_guessed() {
+        assert_eq!(magnesium().to_canonical(17.0, "mg/L"), None);
+    }
+}

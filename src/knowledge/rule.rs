@@ -1,0 +1,416 @@
+//! Rule files (`rules/*.toml`): their TOML form and the validated [`Rule`].
+//!
+//! A rule says when it fires (a criterion), how loud it is (an indicator,
+//! raised by escalations), what the card says (summary, advice, conditional
+//! notes), where the advice comes from (source), and what the clinician can
+//! accept with one click (suggestion templates holding FHIR R4 resources).
+
+use serde::Deserialize;
+
+use super::criteria::{Criterion, CriterionScope, RawCriterion};
+use crate::hooks::Hook;
+
+/// CDS Hooks card indicator, ordered by urgency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Indicator {
+    /// Informational.
+    Info,
+    /// Worth the clinician's attention.
+    Warning,
+    /// Needs action now.
+    Critical,
+}
+
+impl Indicator {
+    /// The indicator on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Indicator::Info => "info",
+            Indicator::Warning => "warning",
+            Indicator::Critical => "critical",
+        }
+    }
+}
+
+/// CDS Hooks `selectionBehavior`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectionBehavior {
+    /// The clinician may accept at most one suggestion.
+    AtMostOne,
+    /// The clinician may accept any of them.
+    Any,
+}
+
+/// Where a rule's advice comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSource {
+    /// The citation, shown as `card.source.label`.
+    pub label: String,
+    /// An absolute URL of the source, when it has one.
+    pub url: Option<String>,
+}
+
+/// A validated rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// The rule id, sent as `card.source.topic.code`.
+    pub id: String,
+    /// A short name.
+    pub title: String,
+    /// The file it was read from.
+    pub file: String,
+    /// The hooks it runs on.
+    pub hooks: Vec<Hook>,
+    /// The indicator when no escalation applies.
+    pub indicator: Indicator,
+    /// The card summary when no escalation applies (under 140 characters).
+    pub summary: String,
+    /// Where the advice comes from.
+    pub source: RuleSource,
+    /// When the rule fires.
+    pub when: Criterion,
+    /// Louder variants, checked in order; the first whose criterion matches applies.
+    pub escalations: Vec<Escalation>,
+    /// What to do, in Markdown.
+    pub advice: String,
+    /// Conditional additions to the advice.
+    pub notes: Vec<Note>,
+    /// One-click suggestions.
+    pub suggestions: Vec<SuggestionTemplate>,
+    /// Explicit selection behaviour; `any` when unset and there are suggestions.
+    pub selection_behavior: Option<SelectionBehavior>,
+    /// Rule ids that, when they fire, silence this rule.
+    pub yields_to: Vec<String>,
+}
+
+/// A louder variant of a rule's card.
+#[derive(Debug)]
+pub struct Escalation {
+    /// The raised indicator.
+    pub indicator: Indicator,
+    /// A summary for the raised card, if different.
+    pub summary: Option<String>,
+    /// When it applies.
+    pub when: Criterion,
+}
+
+/// A paragraph added to the advice when its criterion matches.
+#[derive(Debug)]
+pub struct Note {
+    /// When it is added.
+    pub when: Criterion,
+    /// The Markdown text.
+    pub text: String,
+}
+
+/// A suggestion, instantiated per card.
+#[derive(Debug)]
+pub struct SuggestionTemplate {
+    /// `suggestion.label`.
+    pub label: String,
+    /// `suggestion.isRecommended`.
+    pub is_recommended: bool,
+    /// Offered only when this matches.
+    pub when: Option<Criterion>,
+    /// Not offered when this matches.
+    pub unless: Option<Criterion>,
+    /// The actions, applied together.
+    pub actions: Vec<ActionTemplate>,
+}
+
+/// The kind of a suggestion action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionType {
+    /// Create a new resource.
+    Create,
+    /// Replace a draft order.
+    Update,
+    /// Remove a draft order.
+    Delete,
+}
+
+/// One action of a suggestion.
+#[derive(Debug)]
+pub struct ActionTemplate {
+    /// What it does.
+    pub action_type: ActionType,
+    /// `action.description`.
+    pub description: String,
+    /// Included only when this matches.
+    pub when: Option<Criterion>,
+    /// For create: the FHIR R4 resource, without subject (filled per request).
+    pub resource: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: String,
+    title: String,
+    hooks: Vec<String>,
+    indicator: Indicator,
+    summary: String,
+    source: RuleSource,
+    when: RawCriterion,
+    #[serde(default)]
+    escalate: Vec<RawEscalation>,
+    advice: RawAdvice,
+    #[serde(default)]
+    suggestions: Vec<RawSuggestion>,
+    selection_behavior: Option<SelectionBehavior>,
+    #[serde(default)]
+    yields_to: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalation {
+    indicator: Indicator,
+    summary: Option<String>,
+    when: RawCriterion,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdvice {
+    text: String,
+    #[serde(default)]
+    notes: Vec<RawNote>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNote {
+    when: RawCriterion,
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuggestion {
+    label: String,
+    #[serde(default)]
+    is_recommended: bool,
+    when: Option<RawCriterion>,
+    unless: Option<RawCriterion>,
+    actions: Vec<RawAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    #[serde(rename = "type")]
+    action_type: ActionType,
+    description: String,
+    when: Option<RawCriterion>,
+    resource: Option<toml::Value>,
+}
+
+/// Longest summary CDS Hooks allows (it must be shorter than 140 characters).
+pub const MAX_SUMMARY_CHARS: usize = 139;
+
+impl Rule {
+    /// Parses and validates a rule file. The error names the problem; the caller adds the file.
+    pub fn from_toml(file: &str, text: &str, scope: &dyn CriterionScope) -> Result<Rule, String> {
+        let raw: RawRule = toml::from_str(text).map_err(|e| e.to_string())?;
+        let expected_id = file
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.strip_suffix(".toml"))
+            .unwrap_or_default();
+        if raw.id != expected_id {
+            return Err(format!(
+                "rule id '{}' does not match the file name '{expected_id}.toml'",
+                raw.id
+            ));
+        }
+        if raw.source.label.trim().is_empty() {
+            return Err("source.label (the citation) is missing".into());
+        }
+        if let Some(url) = &raw.source.url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(format!("source.url '{url}' is not an absolute URL"));
+        }
+        check_summary(&raw.summary)?;
+        let hooks = raw
+            .hooks
+            .iter()
+            .map(|h| h.parse::<Hook>())
+            .collect::<Result<Vec<_>, _>>()?;
+        if hooks.is_empty() {
+            return Err("hooks must list at least one hook".into());
+        }
+        let when = raw.when.validate(scope).map_err(|e| format!("when: {e}"))?;
+        let escalations = raw
+            .escalate
+            .into_iter()
+            .map(|e| {
+                if let Some(summary) = &e.summary {
+                    check_summary(summary)?;
+                }
+                Ok(Escalation {
+                    indicator: e.indicator,
+                    summary: e.summary,
+                    when: e
+                        .when
+                        .validate(scope)
+                        .map_err(|m| format!("escalate.when: {m}"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let notes = raw
+            .advice
+            .notes
+            .into_iter()
+            .map(|n| {
+                Ok(Note {
+                    when: n
+                        .when
+                        .validate(scope)
+                        .map_err(|m| format!("advice.notes.when: {m}"))?,
+                    text: n.text,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let suggestions = raw
+            .suggestions
+            .into_iter()
+            .map(|s| validate_suggestion(s, scope))
+            .collect::<Result<Vec<_>, String>>()?;
+        if raw.selection_behavior.is_some() && suggestions.is_empty() {
+            return Err("selection_behavior is set but the rule has no suggestions".into());
+        }
+        Ok(Rule {
+            id: raw.id,
+            title: raw.title,
+            file: file.to_owned(),
+            hooks,
+            indicator: raw.indicator,
+            summary: raw.summary,
+            source: raw.source,
+            when,
+            escalations,
+            advice: raw.advice.text.trim().to_owned(),
+            notes,
+            suggestions,
+            selection_behavior: raw.selection_behavior,
+            yields_to: raw.yields_to,
+        })
+    }
+}
+
+fn check_summary(summary: &str) -> Result<(), String> {
+    let chars = summary.chars().count();
+    if chars == 0 || chars > MAX_SUMMARY_CHARS {
+        return Err(format!(
+            "summary must be 1 to {MAX_SUMMARY_CHARS} characters, it has {chars}: '{summary}'"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_suggestion(
+    raw: RawSuggestion,
+    scope: &dyn CriterionScope,
+) -> Result<SuggestionTemplate, String> {
+    if raw.actions.is_empty() {
+        return Err(format!("suggestion '{}' has no actions", raw.label));
+    }
+    let optional = |c: Option<RawCriterion>, what: &str| {
+        c.map(|c| c.validate(scope))
+            .transpose()
+            .map_err(|m| format!("suggestion '{}' {what}: {m}", raw.label))
+    };
+    let when = optional(raw.when, "when")?;
+    let unless = optional(raw.unless, "unless")?;
+    let mut actions = Vec::new();
+    for action in raw.actions {
+        let when = action
+            .when
+            .map(|c| c.validate(scope))
+            .transpose()
+            .map_err(|m| format!("suggestion '{}' action when: {m}", raw.label))?;
+        if action.action_type == ActionType::Update {
+            return Err(format!(
+                "suggestion '{}': update actions are not supported yet; use create or delete",
+                raw.label
+            ));
+        }
+        let resource = match (action.action_type, action.resource) {
+            (ActionType::Create, Some(resource)) => Some(validate_resource_template(resource)?),
+            (ActionType::Create, None) => {
+                return Err(format!(
+                    "suggestion '{}': a create action needs a resource",
+                    raw.label
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "suggestion '{}': only create actions carry a resource; update and delete act on the draft order",
+                    raw.label
+                ));
+            }
+            (_, None) => None,
+        };
+        actions.push(ActionTemplate {
+            action_type: action.action_type,
+            description: action.description,
+            when,
+            resource,
+        });
+    }
+    Ok(SuggestionTemplate {
+        label: raw.label,
+        is_recommended: raw.is_recommended,
+        when,
+        unless,
+        actions,
+    })
+}
+
+/// Checks that a suggested resource is a valid FHIR R4 draft MedicationRequest or
+/// ServiceRequest once a subject is filled in, and returns it as JSON.
+fn validate_resource_template(resource: toml::Value) -> Result<serde_json::Value, String> {
+    let mut json = serde_json::to_value(&resource)
+        .map_err(|e| format!("suggestion resource cannot be turned into JSON: {e}"))?;
+    let object = json
+        .as_object_mut()
+        .ok_or("a suggestion resource must be a table")?;
+    let resource_type = object
+        .get("resourceType")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    if !matches!(
+        resource_type.as_str(),
+        "MedicationRequest" | "ServiceRequest"
+    ) {
+        return Err(format!(
+            "a suggestion resource must be a MedicationRequest or ServiceRequest, not '{resource_type}'"
+        ));
+    }
+    if object.get("status").and_then(|s| s.as_str()) != Some("draft") {
+        return Err(format!(
+            "suggested {resource_type} must have status 'draft'"
+        ));
+    }
+    if resource_type == "MedicationRequest" && !object.contains_key("dosageInstruction") {
+        return Err("a suggested MedicationRequest needs a structured dosageInstruction".into());
+    }
+    let mut probe = json.clone();
+    if let Some(o) = probe.as_object_mut() {
+        o.insert(
+            "subject".into(),
+            serde_json::json!({"reference": "Patient/example"}),
+        );
+    }
+    let bytes = serde_json::to_vec(&probe).map_err(|e| e.to_string())?;
+    cramp_fhir_parse::parse_resource(&bytes)
+        .map_err(|e| format!("suggested resource is not valid FHIR R4: {e}"))?;
+    Ok(json)
+}

@@ -1,0 +1,101 @@
+//! Every HTTP error in one place: each maps to a status and a FHIR
+//! OperationOutcome body that says what was wrong (and names the field, in
+//! `expression`), without internals.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::invoke::InvokeError;
+
+/// An error answered over HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; `field` names the part.
+    #[error("{message}")]
+    BadRequest {
+        /// JSON path of the field, or `body`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// 404: no such service or path.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the path exists but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 412: required data could not be obtained.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 413: the body is over the limit.
+    #[error("the request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 415: not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 500: something failed inside; the details are logged, not sent.
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(error: InvokeError) -> Self {
+        match error {
+            InvokeError::UnknownService(_) => ApiError::NotFound(error.to_string()),
+            InvokeError::BadRequest(e) => ApiError::BadRequest {
+                field: e.field,
+                message: e.message,
+            },
+            InvokeError::MissingData { .. } => ApiError::PreconditionFailed(error.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    fn issue_code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "invalid",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::MethodNotAllowed(_) => "not-supported",
+            ApiError::PreconditionFailed(_) => "incomplete",
+            ApiError::PayloadTooLarge(_) => "too-costly",
+            ApiError::UnsupportedMediaType(_) => "structure",
+            ApiError::Internal => "exception",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (diagnostics, expression) = match self {
+            ApiError::BadRequest { field, message } => {
+                (format!("{field}: {message}"), Some(field.clone()))
+            }
+            other => (other.to_string(), None),
+        };
+        let mut issue = json!({
+            "severity": "error",
+            "code": self.issue_code(),
+            "diagnostics": diagnostics,
+        });
+        if let Some(expression) = expression {
+            issue["expression"] = json!([expression]);
+        }
+        HttpResponse::build(self.status_code())
+            .content_type("application/json")
+            .json(json!({ "resourceType": "OperationOutcome", "issue": [issue] }))
+    }
+}

@@ -1,0 +1,131 @@
+//! The HTTP endpoints: discovery, invocation and liveness. Handlers read and
+//! check the body, call the [`CdsService`](crate::invoke::CdsService), and map
+//! errors; no clinical logic lives here.
+
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use chrono::Utc;
+use futures::StreamExt;
+use serde_json::json;
+
+use super::AppState;
+use super::errors::ApiError;
+
+/// `GET /cds-services`: the service definitions.
+pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+    let services: Vec<_> = state
+        .service
+        .knowledge
+        .services
+        .iter()
+        .map(|s| &s.definition)
+        .collect();
+    HttpResponse::Ok().json(json!({ "services": services }))
+}
+
+/// `POST /cds-services/{id}`: a hook invocation.
+pub async fn invoke(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let service_id = path.into_inner();
+    if state.service.knowledge.service(&service_id).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "no CDS Service has the id '{service_id}'"
+        )));
+    }
+    require_json(&request)?;
+    let body = read_body(&request, payload, state.max_body_bytes).await?;
+    let invocation = state
+        .service
+        .invoke(&service_id, &body, Utc::now())
+        .await
+        .map_err(|e| {
+            tracing::info!(service = %service_id, error = %e, "hook request refused");
+            ApiError::from(e)
+        })?;
+    if !invocation.failures.is_empty() {
+        tracing::warn!(
+            service = %service_id,
+            failed_rules = ?invocation.failures.iter().map(|f| &f.rule_id).collect::<Vec<_>>(),
+            "some rules failed and were skipped"
+        );
+    }
+    Ok(HttpResponse::Ok().json(invocation.response))
+}
+
+/// `GET /health`: the process is up.
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Any path that does not exist.
+pub async fn not_found(request: HttpRequest) -> HttpResponse {
+    ApiError::NotFound(format!("no endpoint at {}", request.path())).error_response()
+}
+
+/// A known path called with the wrong method.
+pub async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    ApiError::MethodNotAllowed(format!(
+        "{} is not supported on {}",
+        request.method(),
+        request.path()
+    ))
+    .error_response()
+}
+
+fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else if essence.is_empty() {
+        Err(ApiError::UnsupportedMediaType(
+            "the request has no Content-Type; send application/json".to_owned(),
+        ))
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type '{essence}' is not supported; send application/json"
+        )))
+    }
+}
+
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest {
+            field: "body".to_owned(),
+            message: format!("the request body could not be read: {e}"),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -179,7 +179,8 @@ fn describe(analyte: &Analyte, result: &UsableResult<'_>, why: &str) -> String {
         })
         .unwrap_or_default();
     let canonical = analyte.format(result.canonical);
-    let shown = if reported.trim() == canonical {
+    let same_unit = value.and_then(|v| v.unit.as_deref()) == Some(analyte.canonical_unit.as_str());
+    let shown = if same_unit {
         format!("**{canonical}**")
     } else {
         format!("**{canonical}** (reported as {})", reported.trim())

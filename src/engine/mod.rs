@@ -268,7 +268,13 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
             )
         }
         Criterion::Hook(hooks) => Outcome::leaf(hooks.contains(&scope.hook), Vec::new()),
-        Criterion::Named(named) => evaluate(&named.criterion, scope),
+        Criterion::Named(named) => {
+            let mut outcome = evaluate(&named.criterion, scope);
+            for line in &mut outcome.evidence {
+                *line = format!("{}: {line}", named.label);
+            }
+            outcome
+        }
         Criterion::Condition(c) => {
             let set = &scope.knowledge.valuesets[c.valueset];
             let evidence: Vec<String> = scope

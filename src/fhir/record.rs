@@ -433,7 +433,7 @@ impl PatientRecord {
             _ => return,
         };
         let reference = reference(resource_type, id.as_deref());
-        let in_scope = selections.is_none_or(|s| s.iter().any(|sel| *sel == reference));
+        let in_scope = selections.is_none_or(|s| s.contains(&reference));
         self.draft_orders.push(DraftOrder {
             reference,
             resource_type: resource_type.to_owned(),

@@ -49,6 +49,15 @@ const USER_TOKENS: [(&str, &str); 4] = [
 
 impl PrefetchTemplate {
     /// Parses a template for a hook. Errors name the bad token.
+    ///
+    /// ```
+    /// use cramp_cds::hooks::Hook;
+    /// use cramp_cds::hooks::template::{PrefetchTemplate, TokenValues};
+    ///
+    /// let template = PrefetchTemplate::parse("Condition?patient={{context.patientId}}", Hook::PatientView).unwrap();
+    /// let values = TokenValues { patient_id: Some("123"), ..Default::default() };
+    /// assert_eq!(template.render(&values).unwrap(), "Condition?patient=123");
+    /// ```
     pub fn parse(text: &str, hook: Hook) -> Result<PrefetchTemplate, String> {
         let mut parts = Vec::new();
         let mut rest = text;

@@ -18,6 +18,8 @@ pub struct Analyte {
     pub canonical_unit: String,
     /// Decimal places shown in cards.
     pub decimals: usize,
+    /// The canonical unit as people read it (e.g. `mL/min/1.73 m²` for `mL/min/{1.73_m2}`).
+    pub display_unit: String,
     factors: HashMap<String, f64>,
 }
 
@@ -30,6 +32,7 @@ pub struct RawAnalyte {
     canonical_unit: String,
     #[serde(default = "default_decimals")]
     decimals: usize,
+    display_unit: Option<String>,
     units: BTreeMap<String, f64>,
 }
 
@@ -65,8 +68,11 @@ impl Analyte {
             id: id.to_owned(),
             display: raw.display,
             valueset,
-            canonical_unit: raw.canonical_unit,
+            canonical_unit: raw.canonical_unit.clone(),
             decimals: raw.decimals,
+            display_unit: raw
+                .display_unit
+                .unwrap_or_else(|| raw.canonical_unit.clone()),
             factors: raw.units.into_iter().collect(),
         })
     }
@@ -80,7 +86,7 @@ impl Analyte {
     pub fn format(&self, canonical_value: f64) -> String {
         format!(
             "{:.*} {}",
-            self.decimals, canonical_value, self.canonical_unit
+            self.decimals, canonical_value, self.display_unit
         )
     }
 }

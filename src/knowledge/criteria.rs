@@ -44,6 +44,8 @@ pub struct NamedCriterion {
     pub name: String,
     /// What it means, for people.
     pub description: String,
+    /// A short name that prefixes its evidence lines (e.g. `Renal insufficiency`).
+    pub label: String,
     /// Its definition.
     pub criterion: Criterion,
 }
@@ -121,8 +123,10 @@ pub struct RawCriterion {
     age: Option<RawAgeCriterion>,
     #[serde(rename = "ref")]
     reference: Option<String>,
-    /// Only meaningful in `definitions.toml`.
+    /// Only meaningful in `definitions.toml`: what it means.
     pub description: Option<String>,
+    /// Only meaningful in `definitions.toml`: a short name that prefixes its evidence.
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -158,6 +158,7 @@ impl Knowledge {
         let mut definitions: Vec<Arc<NamedCriterion>> = Vec::new();
         for (name, mut raw) in raw_definitions {
             let description = raw.description.take().unwrap_or_else(|| name.clone());
+            let label = raw.label.take().unwrap_or_else(|| name.clone());
             let scope = Scope {
                 valuesets: &valuesets,
                 analytes: &analytes,
@@ -169,6 +170,7 @@ impl Knowledge {
             definitions.push(Arc::new(NamedCriterion {
                 name,
                 description,
+                label,
                 criterion,
             }));
         }

@@ -11,10 +11,31 @@ use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::http::{Method, header};
 use actix_web::{App, HttpServer, web};
+use chrono::{DateTime, Utc};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::invoke::CdsService;
+
+/// Where the evaluation time comes from.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Clock {
+    /// The system clock.
+    #[default]
+    System,
+    /// A fixed instant (tests and demonstrations).
+    Fixed(DateTime<Utc>),
+}
+
+impl Clock {
+    /// The current time by this clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => Utc::now(),
+            Clock::Fixed(instant) => *instant,
+        }
+    }
+}
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -23,6 +44,8 @@ pub struct AppState {
     pub service: CdsService,
     /// Body size limit in bytes.
     pub max_body_bytes: usize,
+    /// The evaluation time source.
+    pub clock: Clock,
 }
 
 /// A bound, not yet running, server.
@@ -34,11 +57,21 @@ pub struct Application {
 impl Application {
     /// Binds `settings.server.bind` and builds the server.
     pub fn build(settings: &Settings, service: CdsService) -> std::io::Result<Application> {
+        Self::build_with_clock(settings, service, Clock::System)
+    }
+
+    /// Like [`Application::build`], with the evaluation time taken from `clock`.
+    pub fn build_with_clock(
+        settings: &Settings,
+        service: CdsService,
+        clock: Clock,
+    ) -> std::io::Result<Application> {
         let listener = TcpListener::bind(&settings.server.bind)?;
         let port = listener.local_addr()?.port();
         let state = AppState {
             service,
             max_body_bytes: settings.server.max_body_bytes,
+            clock,
         };
         let origins = settings.server.allowed_origins.clone();
         let mut server = HttpServer::new(move || {

@@ -4,7 +4,6 @@
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use chrono::Utc;
 use futures::StreamExt;
 use serde_json::json;
 
@@ -40,7 +39,7 @@ pub async fn invoke(
     let body = read_body(&request, payload, state.max_body_bytes).await?;
     let invocation = state
         .service
-        .invoke(&service_id, &body, Utc::now())
+        .invoke(&service_id, &body, state.clock.now())
         .await
         .map_err(|e| {
             tracing::info!(service = %service_id, error = %e, "hook request refused");

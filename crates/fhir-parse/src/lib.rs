@@ -110,6 +110,16 @@ struct ResourceTypePeek<'a> {
 /// The `resourceType` is read first, so only the resource types the service
 /// uses are deserialised in full; any other type is returned as
 /// [`ParsedResource::Other`] without further cost.
+///
+/// ```
+/// use cramp_fhir_parse::{ParsedResource, parse_resource};
+///
+/// let json = br#"{"resourceType":"Condition","subject":{"reference":"Patient/1"},
+///                 "code":{"text":"Cirrhosis of liver"}}"#;
+/// let parsed = parse_resource(json).unwrap();
+/// assert!(matches!(parsed.resource, ParsedResource::Condition(_)));
+/// assert!(parsed.repairs.is_empty());
+/// ```
 pub fn parse_resource(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let peek: ResourceTypePeek<'_> = serde_json::from_slice(bytes).map_err(|e| ParseError {
         resource_type: None,

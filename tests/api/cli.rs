@@ -1,0 +1,228 @@
+//! `cramp-cds evaluate` gives the same cards as HTTP; `check` accepts the shipped
+//! knowledge and names the file and problem of a broken one.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::{NOW, spawn_app};
+
+fn cramp_cds() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
+}
+
+/// A card without its random uuids.
+fn comparable(card: &Value) -> Value {
+    let mut card = card.clone();
+    card.as_object_mut().unwrap().remove("uuid");
+    if let Some(suggestions) = card.get_mut("suggestions").and_then(Value::as_array_mut) {
+        for suggestion in suggestions {
+            suggestion.as_object_mut().unwrap().remove("uuid");
+        }
+    }
+    card
+}
+
+#[actix_web::test]
+async fn evaluate_gives_the_same_cards_as_http_for_every_fixture() {
+    let app = spawn_app().await;
+    let dir = format!("{}/fixtures/requests", env!("CARGO_MANIFEST_DIR"));
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let (status, http_body) = app.post_fixture(&name).await;
+        let output = cramp_cds()
+            .args([
+                "evaluate",
+                "--request",
+                path.to_str().unwrap(),
+                "--now",
+                NOW,
+            ])
+            .output()
+            .unwrap();
+        if status != 200 {
+            assert!(
+                !output.status.success(),
+                "{name}: HTTP {status} but evaluate succeeded"
+            );
+            continue;
+        }
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cli_body: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let http_cards: Vec<Value> = http_body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(comparable)
+            .collect();
+        let cli_cards: Vec<Value> = cli_body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(comparable)
+            .collect();
+        assert_eq!(http_cards, cli_cards, "{name}");
+        compared += 1;
+    }
+    assert!(compared >= 20, "compared only {compared} fixtures");
+}
+
+#[test]
+fn evaluate_text_format_names_rule_indicator_and_evidence() {
+    let request = format!(
+        "{}/fixtures/requests/diuretic-low-magnesium-mmol.fire.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let output = cramp_cds()
+        .args([
+            "evaluate",
+            "--request",
+            &request,
+            "--now",
+            NOW,
+            "--format",
+            "text",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with("[warning] diuretic-low-magnesium: "),
+        "{text}"
+    );
+    assert!(text.contains("**0.55 mmol/L**"), "{text}");
+}
+
+#[test]
+fn check_accepts_the_shipped_knowledge() {
+    let output = cramp_cds().arg("check").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("OK"));
+}
+
+/// Copies cds-hooks/ to a temporary directory, applies `break_it`, and runs `check` on it.
+fn check_broken(break_it: impl FnOnce(&std::path::Path)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-hooks"),
+        dir.path(),
+    );
+    break_it(dir.path());
+    let output = cramp_cds()
+        .args(["check", "--knowledge", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "a broken knowledge base was accepted"
+    );
+    String::from_utf8(output.stderr).unwrap()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn edit(path: std::path::PathBuf, from: &str, to: &str) {
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from} not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn check_names_the_file_of_an_unknown_value_set() {
+    let message = check_broken(|dir| {
+        edit(
+            dir.join("rules/cirrhosis-cramps.toml"),
+            "valueset = \"cirrhosis\"",
+            "valueset = \"no-such-set\"",
+        );
+    });
+    assert!(message.contains("rules/cirrhosis-cramps.toml"), "{message}");
+    assert!(
+        message.contains("unknown value set 'no-such-set'"),
+        "{message}"
+    );
+}
+
+#[test]
+fn check_names_the_file_of_a_bad_threshold_unit() {
+    let message = check_broken(|dir| {
+        edit(
+            dir.join("rules/diuretic-low-magnesium.toml"),
+            "value = 0.70, unit = \"mmol/L\"",
+            "value = 0.70, unit = \"mg/L\"",
+        );
+    });
+    assert!(
+        message.contains("rules/diuretic-low-magnesium.toml"),
+        "{message}"
+    );
+    assert!(message.contains("threshold unit 'mg/L'"), "{message}");
+}
+
+#[test]
+fn check_names_the_file_of_a_missing_citation() {
+    let message = check_broken(|dir| {
+        edit(
+            dir.join("rules/cirrhosis-cramps.toml"),
+            "label = \"Guideline directed topic overview, muscle cramps (2025): cirrhosis section\"",
+            "label = \"\"",
+        );
+    });
+    assert!(message.contains("rules/cirrhosis-cramps.toml"), "{message}");
+    assert!(message.contains("citation"), "{message}");
+}
+
+#[test]
+fn check_names_the_file_of_an_invalid_value_set() {
+    let message = check_broken(|dir| {
+        edit(
+            dir.join("valuesets/cirrhosis.json"),
+            "\"resourceType\": \"ValueSet\"",
+            "\"resourceType\": \"CodeSystem\"",
+        );
+    });
+    assert!(message.contains("valuesets/cirrhosis.json"), "{message}");
+}
+
+#[test]
+fn serve_refuses_to_start_on_broken_knowledge() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-hooks"),
+        dir.path(),
+    );
+    edit(
+        dir.path().join("rules/cirrhosis-cramps.toml"),
+        "indicator = \"info\"",
+        "indicator = \"loud\"",
+    );
+    let output = cramp_cds()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("CRAMP_CDS_KNOWLEDGE__DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("rules/cirrhosis-cramps.toml"), "{message}");
+}

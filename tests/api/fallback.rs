@@ -1,0 +1,169 @@
+//! Fetching what the prefetch lacks from the EHR's FHIR server.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{FhirTestServer, cards, fixture, rule_id, spawn_app};
+
+const TOKEN: &str = "test-access-token";
+
+/// The resources of a fixture's prefetch, flattened.
+fn resources_of(fixture_name: &str) -> Vec<Value> {
+    let request = fixture(fixture_name);
+    let mut resources = Vec::new();
+    for (_, value) in request["prefetch"].as_object().unwrap() {
+        if value["resourceType"] == "Bundle" {
+            for entry in value["entry"].as_array().into_iter().flatten() {
+                resources.push(entry["resource"].clone());
+            }
+        } else if !value.is_null() {
+            resources.push(value.clone());
+        }
+    }
+    resources
+}
+
+fn request_without_prefetch(fixture_name: &str, fhir_server: &str) -> Value {
+    let mut request = fixture(fixture_name);
+    request.as_object_mut().unwrap().remove("prefetch");
+    request["fhirServer"] = json!(fhir_server);
+    request["fhirAuthorization"] = json!({"access_token": TOKEN, "token_type": "Bearer",
+        "expires_in": 300, "scope": "patient/*.read", "subject": "cramp-cds"});
+    request
+}
+
+#[actix_web::test]
+async fn missing_prefetch_is_fetched_with_the_bearer_token_and_substituted_queries() {
+    let fhir = FhirTestServer::start(resources_of("diuretic-low-magnesium-mmol.fire"), 50).await;
+    let app = spawn_app().await;
+    let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &fhir.base_url);
+    let response = app
+        .post_hook(
+            "cramp-numbness-patient-view",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(rule_id(&cards(&body)[0]), "diuretic-low-magnesium");
+
+    let received = fhir.received();
+    let mut paths: Vec<String> = received.iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/fhir/Condition",
+            "/fhir/MedicationRequest",
+            "/fhir/MedicationStatement",
+            "/fhir/Observation",
+            "/fhir/Patient/pat-1"
+        ]
+    );
+    for request in &received {
+        assert_eq!(
+            request.authorization.as_deref(),
+            Some(&*format!("Bearer {TOKEN}"))
+        );
+        assert_eq!(request.accept.as_deref(), Some("application/fhir+json"));
+        if request.path != "/fhir/Patient/pat-1" {
+            assert!(
+                request.query.starts_with("patient=pat-1"),
+                "{}",
+                request.query
+            );
+        }
+    }
+    let observation_query = &received
+        .iter()
+        .find(|r| r.path == "/fhir/Observation")
+        .unwrap()
+        .query;
+    assert!(
+        observation_query.contains("code=http://loinc.org|19123-9"),
+        "{observation_query}"
+    );
+    assert!(observation_query.ends_with("_sort=-date"));
+}
+
+#[actix_web::test]
+async fn next_links_are_followed_so_a_result_on_page_two_counts() {
+    let mut resources = resources_of("diuretic-low-magnesium-mmol.fire");
+    // The low result comes last, so with one resource a page it is on a later page.
+    resources.insert(0, json!({"resourceType": "Observation", "id": "mg-old-normal", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2601-3"}]},
+        "subject": {"reference": "Patient/pat-1"}, "effectiveDateTime": "2026-03-01T08:00:00Z",
+        "valueQuantity": {"value": 0.85, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}}));
+    let fhir = FhirTestServer::start(resources, 1).await;
+    let app = spawn_app().await;
+    let mut body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &fhir.base_url);
+    let mut prefetch = fixture("diuretic-low-magnesium-mmol.fire")["prefetch"].clone();
+    prefetch.as_object_mut().unwrap().remove("observations");
+    body["prefetch"] = prefetch;
+    let response = app
+        .post_hook(
+            "cramp-numbness-patient-view",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(rule_id(&cards(&body)[0]), "diuretic-low-magnesium");
+    let received = fhir.received();
+    assert!(
+        received.iter().all(|r| r.path == "/fhir/Observation"),
+        "only the missing key is fetched"
+    );
+    assert!(
+        received.iter().any(|r| r.query.contains("_page=2")),
+        "{received:?}"
+    );
+}
+
+#[actix_web::test]
+async fn an_operation_outcome_in_the_prefetch_is_replaced_by_a_fetch() {
+    let fhir = FhirTestServer::start(resources_of("cirrhosis-cramps.fire"), 50).await;
+    let app = spawn_app().await;
+    let mut body = fixture("cirrhosis-cramps.fire");
+    body["prefetch"]["conditions"] = json!({"resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout", "diagnostics": "search timed out"}]});
+    body["fhirServer"] = json!(fhir.base_url);
+    body["fhirAuthorization"] = json!({"access_token": TOKEN, "token_type": "Bearer"});
+    let response = app
+        .post_hook(
+            "cramp-numbness-patient-view",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(rule_id(&cards(&body)[0]), "cirrhosis-cramps");
+    assert_eq!(fhir.received().len(), 1);
+    assert_eq!(fhir.received()[0].path, "/fhir/Condition");
+}
+
+#[actix_web::test]
+async fn a_fhir_server_that_is_down_gives_a_412() {
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let app = spawn_app().await;
+    let body = request_without_prefetch(
+        "diuretic-low-magnesium-mmol.fire",
+        &format!("http://127.0.0.1:{closed_port}/fhir"),
+    );
+    let response = app
+        .post_hook(
+            "cramp-numbness-patient-view",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 412);
+    let body: Value = response.json().await.unwrap();
+    let diagnostics = body["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        diagnostics.contains("could not be reached"),
+        "{diagnostics}"
+    );
+    assert!(!diagnostics.contains(TOKEN));
+}

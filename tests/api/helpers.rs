@@ -1,0 +1,224 @@
+//! Starting the real application (and a FHIR test server) for tests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use cramp_cds::config::Settings;
+use cramp_cds::server::{Application, Clock};
+
+/// The evaluation time every fixture is written for.
+pub const NOW: &str = "2026-11-01T12:00:00Z";
+
+/// A running application.
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+}
+
+pub fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(NOW)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Starts the app on a free port with default settings and the fixed clock.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the app with settings changed by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings::default();
+    settings.server.bind = "127.0.0.1:0".to_owned();
+    settings.server.workers = Some(1);
+    settings.fhir.timeout_ms = 2_000;
+    configure(&mut settings);
+    let service = cramp_cds::cli::build_service(&settings).expect("knowledge loads");
+    let app =
+        Application::build_with_clock(&settings, service, Clock::Fixed(now())).expect("app binds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    /// POSTs a JSON body to a service.
+    pub async fn post_hook(
+        &self,
+        service: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}/cds-services/{service}", self.address))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// POSTs a fixture to the service of its hook and returns the status and JSON body.
+    pub async fn post_fixture(&self, name: &str) -> (u16, Value) {
+        let service = service_for(&fixture(name));
+        let response = self.post_hook(&service, fixture_bytes(name)).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+}
+
+/// A fixture request's bytes, exactly as stored.
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/fixtures/requests/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A fixture request as JSON.
+pub fn fixture(name: &str) -> Value {
+    serde_json::from_slice(&fixture_bytes(name)).expect("fixture is JSON")
+}
+
+/// The service id that answers a request's hook.
+pub fn service_for(body: &Value) -> String {
+    format!("cramp-numbness-{}", body["hook"].as_str().expect("hook"))
+}
+
+/// The cards of a response body.
+pub fn cards(body: &Value) -> &Vec<Value> {
+    body["cards"].as_array().expect("cards array")
+}
+
+/// The rule id of a card.
+pub fn rule_id(card: &Value) -> &str {
+    card["source"]["topic"]["code"]
+        .as_str()
+        .expect("topic code")
+}
+
+/// One request the FHIR test server received.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    pub path: String,
+    pub query: String,
+    pub authorization: Option<String>,
+    pub accept: Option<String>,
+}
+
+/// A FHIR server on loopback that serves resources by type, `page_size` per page.
+pub struct FhirTestServer {
+    pub base_url: String,
+    pub received: Arc<Mutex<Vec<ReceivedRequest>>>,
+}
+
+struct FhirData {
+    base_url: String,
+    resources: HashMap<String, Vec<Value>>,
+    page_size: usize,
+    received: Arc<Mutex<Vec<ReceivedRequest>>>,
+}
+
+impl FhirTestServer {
+    /// Serves `resources` (each with resourceType and id) under `/fhir`.
+    pub async fn start(resources: Vec<Value>, page_size: usize) -> FhirTestServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!(
+            "http://127.0.0.1:{}/fhir",
+            listener.local_addr().unwrap().port()
+        );
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let mut by_type: HashMap<String, Vec<Value>> = HashMap::new();
+        for resource in resources {
+            let resource_type = resource["resourceType"].as_str().unwrap().to_owned();
+            by_type.entry(resource_type).or_default().push(resource);
+        }
+        let data = web::Data::new(FhirData {
+            base_url: base_url.clone(),
+            resources: by_type,
+            page_size,
+            received: received.clone(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(serve_fhir))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_web::rt::spawn(server);
+        FhirTestServer { base_url, received }
+    }
+
+    pub fn received(&self) -> Vec<ReceivedRequest> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+async fn serve_fhir(request: HttpRequest, data: web::Data<FhirData>) -> HttpResponse {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    data.received.lock().unwrap().push(ReceivedRequest {
+        path: request.path().to_owned(),
+        query: request.query_string().to_owned(),
+        authorization: header("authorization"),
+        accept: header("accept"),
+    });
+    let path = request.path().trim_start_matches("/fhir/");
+    let (resource_type, id) = match path.split_once('/') {
+        Some((t, id)) => (t, Some(id)),
+        None => (path, None),
+    };
+    let all = data
+        .resources
+        .get(resource_type)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(id) = id {
+        return match all.into_iter().find(|r| r["id"] == id) {
+            Some(resource) => HttpResponse::Ok().json(resource),
+            None => HttpResponse::NotFound().json(json!({"resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "not-found"}]})),
+        };
+    }
+    let query = request.query_string();
+    let page: usize = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("_page="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1);
+    let start = (page - 1) * data.page_size;
+    let entries: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(data.page_size)
+        .map(|r| json!({"resource": r, "search": {"mode": "match"}}))
+        .collect();
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": all.len(), "entry": entries});
+    if start + data.page_size < all.len() {
+        let base_query: String = query
+            .split('&')
+            .filter(|p| !p.starts_with("_page="))
+            .collect::<Vec<_>>()
+            .join("&");
+        bundle["link"] = json!([{"relation": "next",
+            "url": format!("{}/{resource_type}?{base_query}&_page={}", data.base_url, page + 1)}]);
+    }
+    HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .json(bundle)
+}

@@ -1,0 +1,11 @@
+//! HTTP in, HTTP out: the real actix-web application, started on a free port.
+//! One test binary, one file per feature.
+
+mod cli;
+mod discovery;
+mod errors;
+mod fallback;
+mod helpers;
+mod invocation;
+mod prefetch;
+mod rules;

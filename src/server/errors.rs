@@ -99,3 +99,31 @@ impl ResponseError for ApiError {
             .json(json!({ "resourceType": "OperationOutcome", "issue": [issue] }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    #[test]
+    fn an_internal_error_is_a_500_that_reveals_nothing() {
+        let response = ApiError::Internal.error_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().try_into_bytes().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["resourceType"], "OperationOutcome");
+        assert_eq!(json["issue"][0]["diagnostics"], "internal error");
+    }
+
+    #[test]
+    fn a_bad_request_names_the_field_in_expression() {
+        let error = ApiError::BadRequest {
+            field: "context.patientId".into(),
+            message: "is required".into(),
+        };
+        let body = error.error_response().into_body().try_into_bytes().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["issue"][0]["expression"][0], "context.patientId");
+        assert_eq!(json["issue"][0]["code"], "invalid");
+    }
+}

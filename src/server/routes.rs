@@ -4,7 +4,9 @@
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures::{FutureExt, StreamExt};
 use serde_json::json;
 
 use super::AppState;
@@ -37,10 +39,13 @@ pub async fn invoke(
     }
     require_json(&request)?;
     let body = read_body(&request, payload, state.max_body_bytes).await?;
-    let invocation = state
-        .service
-        .invoke(&service_id, &body, state.clock.now())
+    let invocation = AssertUnwindSafe(state.service.invoke(&service_id, &body, state.clock.now()))
+        .catch_unwind()
         .await
+        .map_err(|_| {
+            tracing::error!(service = %service_id, "hook evaluation panicked; answered 500");
+            ApiError::Internal
+        })?
         .map_err(|e| {
             tracing::info!(service = %service_id, error = %e, "hook request refused");
             ApiError::from(e)

@@ -54,6 +54,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
         format: OutputFormat,
     },
+    /// Print the rule catalog as Markdown (the content of docs/rules.md).
+    Docs {
+        /// A directory laid out like cds-hooks/ (the configured or built-in knowledge when unset).
+        #[arg(long)]
+        knowledge: Option<PathBuf>,
+    },
     /// Load and validate the knowledge; exit non-zero naming the file and the problem.
     Check {
         /// A directory laid out like cds-hooks/ (the configured or built-in knowledge when unset).
@@ -117,6 +123,14 @@ pub fn run(cli: Cli) -> Result<(), String> {
             print_invocation(&invocation, format);
             Ok(())
         }
+        Command::Docs { knowledge } => {
+            let source = knowledge
+                .map(KnowledgeSource::Directory)
+                .unwrap_or(KnowledgeSource::BuiltIn);
+            let loaded = Knowledge::load(&source).map_err(|e| format!("knowledge error in {e}"))?;
+            print!("{}", crate::docs::catalog_markdown(&loaded));
+            Ok(())
+        }
         Command::Check { knowledge, config } => {
             let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
             let source = match knowledge {
@@ -142,7 +156,11 @@ pub fn build_service(settings: &Settings) -> Result<CdsService, String> {
     let source = settings.knowledge.source();
     let knowledge = Knowledge::load(&source).map_err(|e| format!("knowledge error in {e}"))?;
     let fhir = FhirClient::new(settings.fhir.clone())?;
-    Ok(CdsService::new(Arc::new(knowledge), fhir))
+    Ok(CdsService::new(
+        Arc::new(knowledge),
+        fhir,
+        settings.server.public_base_url(),
+    ))
 }
 
 fn serve(settings: Settings, service: CdsService) -> Result<(), String> {

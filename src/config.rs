@@ -36,6 +36,20 @@ pub struct ServerSettings {
     pub workers: Option<usize>,
     /// Origins allowed by CORS; `["*"]` allows any.
     pub allowed_origins: Vec<String>,
+    /// The URL EHRs and browsers reach the service at (behind a proxy, the proxy's URL);
+    /// `http://{bind}` when unset.
+    pub public_base_url: Option<String>,
+}
+
+impl ServerSettings {
+    /// The public base URL, without a trailing slash.
+    pub fn public_base_url(&self) -> String {
+        self.public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+            .trim_end_matches('/')
+            .to_owned()
+    }
 }
 
 impl Default for ServerSettings {
@@ -45,6 +59,7 @@ impl Default for ServerSettings {
             max_body_bytes: 10 * 1024 * 1024,
             workers: None,
             allowed_origins: vec!["*".to_owned()],
+            public_base_url: None,
         }
     }
 }

@@ -62,12 +62,18 @@ pub struct CdsService {
     /// The loaded knowledge.
     pub knowledge: Arc<Knowledge>,
     fhir: FhirClient,
+    public_base_url: String,
 }
 
 impl CdsService {
-    /// A service over `knowledge`, fetching missing data with `fhir`.
-    pub fn new(knowledge: Arc<Knowledge>, fhir: FhirClient) -> Self {
-        CdsService { knowledge, fhir }
+    /// A service over `knowledge`, fetching missing data with `fhir`; cards link to rule
+    /// pages under `public_base_url`.
+    pub fn new(knowledge: Arc<Knowledge>, fhir: FhirClient, public_base_url: String) -> Self {
+        CdsService {
+            knowledge,
+            fhir,
+            public_base_url,
+        }
     }
 
     /// Answers the request `body` sent to service `service_id`, as of `now`.
@@ -95,6 +101,7 @@ impl CdsService {
             encounter_id: call.context.encounter_id.as_deref(),
             user_id: &call.context.user_id,
             now,
+            public_base_url: &self.public_base_url,
         };
         let cards = {
             let _span = tracing::debug_span!("render_cards").entered();

@@ -8,6 +8,7 @@
 pub mod cards;
 pub mod cli;
 pub mod config;
+pub mod docs;
 pub mod engine;
 pub mod fhir;
 pub mod hooks;

@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 use crate::engine::Finding;
 use crate::fhir::record::PatientRecord;
-use crate::hooks::response::{Action, Card, Coding, Source, Suggestion};
+use crate::hooks::response::{Action, Card, Coding, Link, Source, Suggestion};
 use crate::knowledge::CardSettings;
-use crate::knowledge::rule::{ActionType, Indicator, SelectionBehavior};
+use crate::knowledge::rule::{ActionType, DoseTemplate, Indicator, SelectionBehavior};
 
 /// What the cards need to know about the request.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct CardContext<'a> {
     pub user_id: &'a str,
     /// The evaluation time.
     pub now: DateTime<Utc>,
+    /// The service's public base URL; each rule's explanation page is `{base}/rules/{id}`.
+    pub public_base_url: &'a str,
 }
 
 /// Renders one card per finding.
@@ -76,6 +78,25 @@ fn render_card(
     } else {
         Vec::new()
     };
+    let rule_page = format!(
+        "{}/rules/{}",
+        context.public_base_url.trim_end_matches('/'),
+        rule.id
+    );
+    let mut links: Vec<Link> = rule
+        .links
+        .iter()
+        .map(|l| Link {
+            label: l.label.clone(),
+            url: l.url.clone(),
+            link_type: "absolute".to_owned(),
+        })
+        .collect();
+    links.push(Link {
+        label: "How this rule decides".to_owned(),
+        url: rule_page.clone(),
+        link_type: "absolute".to_owned(),
+    });
     Card {
         uuid: Uuid::new_v4().to_string(),
         summary: finding.summary.to_owned(),
@@ -83,7 +104,7 @@ fn render_card(
         indicator: finding.indicator,
         source: Source {
             label: rule.source.label.clone(),
-            url: rule.source.url.clone(),
+            url: Some(rule.source.url.clone().unwrap_or(rule_page)),
             topic: Some(Coding {
                 system: settings.topic_system.clone(),
                 code: rule.id.clone(),
@@ -93,7 +114,7 @@ fn render_card(
         suggestions,
         selection_behavior,
         override_reasons,
-        links: Vec::new(),
+        links,
     }
 }
 
@@ -158,8 +179,61 @@ fn render_actions(
                 resource_id: Some(order.reference.clone()),
             })
             .collect(),
-        ActionType::Update => Vec::new(),
+        ActionType::Update => {
+            let Some(dose) = &template.set_dose else {
+                return Vec::new();
+            };
+            finding
+                .draft_orders
+                .iter()
+                .filter_map(|index| record.draft_orders.get(*index))
+                .filter(|order| order.resource_type == "MedicationRequest")
+                .map(|order| Action {
+                    action_type: ActionType::Update,
+                    description: format!("{} ({})", template.description, order.concept.name()),
+                    resource: Some(with_dose(&order.resource, dose)),
+                    resource_id: Some(order.reference.clone()),
+                })
+                .collect()
+        }
     }
+}
+
+/// The draft order with its dosage replaced by `dose`; everything else (id, medication, route) kept.
+/// Known deviations from R4 (no intent, category as an object) are repaired so the result is valid R4.
+fn with_dose(order: &serde_json::Value, dose: &DoseTemplate) -> serde_json::Value {
+    let mut updated = order.clone();
+    let route = order["dosageInstruction"][0]["route"].clone();
+    let Some(object) = updated.as_object_mut() else {
+        return updated;
+    };
+    let mut instruction = serde_json::json!({
+        "text": dose.text,
+        "timing": { "repeat": {
+            "frequency": dose.frequency,
+            "period": dose.period,
+            "periodUnit": dose.period_unit,
+        }},
+        "doseAndRate": [{ "doseQuantity": {
+            "value": dose.value,
+            "unit": dose.unit,
+            "system": "http://unitsofmeasure.org",
+            "code": dose.unit,
+        }}],
+    });
+    if !route.is_null() {
+        instruction["route"] = route;
+    }
+    object.insert("dosageInstruction".into(), serde_json::json!([instruction]));
+    object
+        .entry("intent")
+        .or_insert_with(|| serde_json::Value::String("proposal".to_owned()));
+    if let Some(category) = object.get_mut("category")
+        && category.is_object()
+    {
+        *category = serde_json::Value::Array(vec![category.take()]);
+    }
+    updated
 }
 
 /// Fills a suggested resource in for this patient: subject, encounter, requester and authoring date.

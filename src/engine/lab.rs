@@ -25,20 +25,75 @@ pub fn evaluate(
     now: DateTime<Utc>,
 ) -> Outcome {
     let analyte = &knowledge.analytes[criterion.analyte];
+    let (mut results, unusable) = usable_results(criterion, knowledge, record, now);
+    results.sort_by_key(|r| std::cmp::Reverse(r.time));
+    let window = match criterion.within_days {
+        Some(days) => format!("in the last {days} days"),
+        None => "on record".to_owned(),
+    };
+    let (matched, mut evidence) = match &criterion.test {
+        LabTest::Missing => match results.first() {
+            None => (
+                true,
+                vec![format!(
+                    "No usable {} result {window}",
+                    analyte.display.to_lowercase()
+                )],
+            ),
+            Some(_) => (false, Vec::new()),
+        },
+        LabTest::Present => match results.first() {
+            Some(latest) => (true, vec![describe(analyte, latest, "")]),
+            None => (false, Vec::new()),
+        },
+        LabTest::Below(threshold) | LabTest::Above(threshold) => {
+            let direction = if matches!(criterion.test, LabTest::Below(_)) {
+                Direction::Below
+            } else {
+                Direction::Above
+            };
+            let candidates: &[UsableResult<'_>] = if criterion.any_result {
+                &results
+            } else {
+                results.get(..1).unwrap_or(&[])
+            };
+            candidates
+                .iter()
+                .map(|r| compare(analyte, r, *threshold, criterion.lab_range, direction))
+                .find(|(matched, _)| *matched)
+                .unwrap_or((false, Vec::new()))
+        }
+        LabTest::Fall {
+            amount,
+            within_hours,
+        } => find_fall(analyte, &results, *amount, *within_hours),
+    };
+    if matched {
+        evidence.extend(unusable);
+    }
+    Outcome::leaf(matched, evidence)
+}
+
+/// The results of the analyte in the window that can be compared, and why the others cannot.
+fn usable_results<'r>(
+    criterion: &LabCriterion,
+    knowledge: &Knowledge,
+    record: &'r PatientRecord,
+    now: DateTime<Utc>,
+) -> (Vec<UsableResult<'r>>, Vec<String>) {
+    let analyte = &knowledge.analytes[criterion.analyte];
     let set = &knowledge.valuesets[analyte.valueset];
-    let window_start = now - Duration::days(criterion.within_days);
+    let window_start = criterion.within_days.map(|days| now - Duration::days(days));
+    let mut usable = Vec::new();
     let mut unusable = Vec::new();
-    let mut latest: Option<UsableResult<'_>> = None;
     for observation in &record.observations {
         if !observation
             .code
             .codings
             .iter()
             .any(|c| set.match_code(&c.system, &c.code).is_some())
+            || !observation.has_usable_status()
         {
-            continue;
-        }
-        if !observation.has_usable_status() {
             continue;
         }
         let name = format!("{} result {}", analyte.display, observation.reference);
@@ -52,7 +107,7 @@ pub fn evaluate(
             ));
             continue;
         };
-        if time < window_start {
+        if window_start.is_some_and(|start| time < start) {
             continue;
         }
         let Some(value) = &observation.value else {
@@ -63,48 +118,50 @@ pub fn evaluate(
         let Some(canonical) = analyte.to_canonical(value.value, unit) else {
             unusable.push(format!(
                 "{name} ({} {unit}) was not used: the unit '{unit}' cannot be converted to {}",
-                value.value, analyte.canonical_unit
+                value.value, analyte.display_unit
             ));
             continue;
         };
-        if latest.as_ref().is_none_or(|l| time > l.time) {
-            latest = Some(UsableResult {
-                observation,
-                time,
-                canonical,
-            });
+        usable.push(UsableResult {
+            observation,
+            time,
+            canonical,
+        });
+    }
+    (usable, unusable)
+}
+
+/// The most recent pair of results at most `within_hours` apart where the later is lower by `amount` or more.
+/// `results` is newest first.
+fn find_fall(
+    analyte: &Analyte,
+    results: &[UsableResult<'_>],
+    amount: f64,
+    within_hours: i64,
+) -> (bool, Vec<String>) {
+    for (i, later) in results.iter().enumerate() {
+        for earlier in &results[i + 1..] {
+            if later.time - earlier.time > Duration::hours(within_hours) {
+                break;
+            }
+            let fall = earlier.canonical - later.canonical;
+            if fall >= amount - 1e-9 {
+                let hours = (later.time - earlier.time).num_minutes() as f64 / 60.0;
+                return (
+                    true,
+                    vec![
+                        describe(analyte, earlier, ""),
+                        describe(
+                            analyte,
+                            later,
+                            &format!(", a fall of {} in {hours:.0} hours", analyte.format(fall)),
+                        ),
+                    ],
+                );
+            }
         }
     }
-    let window = format!("in the last {} days", criterion.within_days);
-    let (matched, mut evidence) = match (&criterion.test, &latest) {
-        (LabTest::Missing, None) => (
-            true,
-            vec![format!(
-                "No usable {} result {window}",
-                analyte.display.to_lowercase()
-            )],
-        ),
-        (LabTest::Missing, Some(_)) | (_, None) => (false, Vec::new()),
-        (LabTest::Present, Some(result)) => (true, vec![describe(analyte, result, "")]),
-        (LabTest::Below(threshold), Some(result)) => compare(
-            analyte,
-            result,
-            *threshold,
-            criterion.lab_range,
-            Direction::Below,
-        ),
-        (LabTest::Above(threshold), Some(result)) => compare(
-            analyte,
-            result,
-            *threshold,
-            criterion.lab_range,
-            Direction::Above,
-        ),
-    };
-    if matched {
-        evidence.extend(unusable);
-    }
-    Outcome::leaf(matched, evidence)
+    (false, Vec::new())
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -44,19 +44,42 @@ pub fn match_concept(set: &ValueSet, concept: &Concept) -> Option<String> {
     None
 }
 
+/// How a medication matched, and which drug of the value set it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MedicationMatch {
+    /// The drug, for counting different drugs: the matched concept's name, or the class code.
+    pub drug: String,
+    /// How it matched, in words for the evidence.
+    pub how: String,
+}
+
 /// Like [`match_concept`], then falls back to the ingredient name as a whole word
 /// in each coding's display and in the text (medications only).
 pub fn match_medication(
     set: &ValueSet,
     concept: &Concept,
     ingredients: &[Concept],
-) -> Option<String> {
-    if let Some(found) = match_concept(set, concept) {
-        return Some(found);
-    }
-    for ingredient in ingredients {
-        if let Some(found) = match_concept(set, ingredient) {
-            return Some(format!("ingredient {found}"));
+) -> Option<MedicationMatch> {
+    let candidates =
+        std::iter::once((concept, "")).chain(ingredients.iter().map(|i| (i, "ingredient ")));
+    for (candidate, prefix) in candidates {
+        for coding in &candidate.codings {
+            if set.match_code(&coding.system, &coding.code).is_none() {
+                continue;
+            }
+            let single = Concept {
+                codings: vec![coding.clone()],
+                text: None,
+            };
+            let how = match_concept(set, &single).unwrap_or_default();
+            let drug = set
+                .display(&coding.system, &coding.code)
+                .map(str::to_lowercase)
+                .unwrap_or_else(|| coding.code.clone());
+            return Some(MedicationMatch {
+                drug,
+                how: format!("{prefix}{how}"),
+            });
         }
     }
     let named = concept
@@ -77,7 +100,10 @@ pub fn match_medication(
         );
     for (text, where_) in named {
         if let Some(name) = set.match_name(text) {
-            return Some(format!("the name \"{name}\" in the {where_} \"{text}\""));
+            return Some(MedicationMatch {
+                drug: name.to_owned(),
+                how: format!("the name \"{name}\" in the {where_} \"{text}\""),
+            });
         }
     }
     None

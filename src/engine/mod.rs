@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::fhir::record::PatientRecord;
 use crate::hooks::Hook;
 use crate::knowledge::Knowledge;
-use crate::knowledge::criteria::{Criterion, LabTest};
+use crate::knowledge::criteria::{Criterion, DoseTest, LabTest};
 use crate::knowledge::rule::{Indicator, Rule};
 pub use matching::system_name;
 
@@ -308,39 +308,87 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
         }
         Criterion::Medication(c) => {
             let set = &scope.knowledge.valuesets[c.valueset];
-            let evidence: Vec<String> = scope
-                .record
-                .medications
-                .iter()
-                .filter(|m| m.is_active())
-                .filter_map(|m| {
-                    let how = matching::match_medication(set, &m.concept, &m.ingredients)?;
-                    Some(format!(
-                        "Active medication: {} ({}, status {}; matched {how})",
-                        m.concept.name(),
-                        m.reference,
-                        m.status
-                    ))
-                })
-                .collect();
-            Outcome::leaf(!evidence.is_empty(), evidence)
+            let mut drugs: Vec<String> = Vec::new();
+            let mut evidence = Vec::new();
+            for medication in &scope.record.medications {
+                let counts = if c.ever {
+                    medication.status != "entered-in-error"
+                } else {
+                    medication.is_active()
+                };
+                if !counts {
+                    continue;
+                }
+                let Some(found) =
+                    matching::match_medication(set, &medication.concept, &medication.ingredients)
+                else {
+                    continue;
+                };
+                if !drugs.contains(&found.drug) {
+                    drugs.push(found.drug);
+                }
+                let state = if medication.is_active() {
+                    "Active"
+                } else {
+                    "Past"
+                };
+                evidence.push(format!(
+                    "{state} medication: {} ({}, status {}; matched {})",
+                    medication.concept.name(),
+                    medication.reference,
+                    medication.status,
+                    found.how
+                ));
+            }
+            let matched = drugs.len() >= c.min_distinct;
+            if matched && c.min_distinct > 1 {
+                evidence.push(format!(
+                    "{} different drugs: {}",
+                    drugs.len(),
+                    drugs.join(", ")
+                ));
+            }
+            Outcome::leaf(matched, evidence)
         }
         Criterion::DraftOrder(c) => {
             let set = &scope.knowledge.valuesets[c.valueset];
             let mut outcome = Outcome::default();
             for (index, order) in scope.record.draft_orders.iter().enumerate() {
-                if !order.in_scope {
+                if !order.in_scope || (c.oral_only && order.oral == Some(false)) {
                     continue;
                 }
-                if let Some(how) = matching::match_medication(set, &order.concept, &[]) {
-                    outcome.matched = true;
-                    outcome.evidence.push(format!(
-                        "Order being placed: {} ({}; matched {how})",
-                        order.concept.name(),
-                        order.reference
-                    ));
-                    outcome.draft_orders.push(index);
-                }
+                let Some(found) = matching::match_medication(set, &order.concept, &[]) else {
+                    continue;
+                };
+                let dose = match (&c.dose, &order.daily_dose) {
+                    (DoseTest::Any, Ok(dose)) => Some(format!(
+                        "; total daily dose {} mg ({})",
+                        trim_number(dose.mg_per_day),
+                        dose.working
+                    )),
+                    (DoseTest::Any, Err(_)) => Some(String::new()),
+                    (DoseTest::Above(limit), Ok(dose)) if dose.mg_per_day > *limit => {
+                        Some(format!(
+                            "; total daily dose **{} mg** ({}), above {} mg",
+                            trim_number(dose.mg_per_day),
+                            dose.working,
+                            trim_number(*limit)
+                        ))
+                    }
+                    (DoseTest::Unknown, Err(why)) => Some(format!(
+                        "; the total daily dose could not be computed: {why}"
+                    )),
+                    _ => None,
+                };
+                let Some(dose) = dose else { continue };
+                outcome.matched = true;
+                outcome.evidence.push(format!(
+                    "Order being placed: {} ({}; matched {}{dose})",
+                    order.concept.name(),
+                    order.reference,
+                    found.how
+                ));
+                outcome.draft_orders.push(index);
             }
             outcome
         }
@@ -361,22 +409,20 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
     }
 }
 
+/// A number without needless decimals (30, 7.5).
+pub fn trim_number(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 /// A short description of a criterion, for evidence of absence.
 pub fn describe(criterion: &Criterion, knowledge: &Knowledge) -> String {
     match criterion {
-        Criterion::All(children) => children
-            .iter()
-            .map(|c| describe(c, knowledge))
-            .collect::<Vec<_>>()
-            .join(" and "),
-        Criterion::Any(children) => children
-            .iter()
-            .map(|c| describe(c, knowledge))
-            .collect::<Vec<_>>()
-            .join(" or "),
+        Criterion::All(children) => join(children, " and ", knowledge),
+        Criterion::Any(children) => join(children, " or ", knowledge),
         Criterion::Not(child) => format!("not ({})", describe(child, knowledge)),
         Criterion::Hook(hooks) => format!(
-            "hook {}",
+            "the hook is {}",
             hooks
                 .iter()
                 .map(|h| h.as_str())
@@ -388,26 +434,65 @@ pub fn describe(criterion: &Criterion, knowledge: &Knowledge) -> String {
             "an active condition in \"{}\"",
             knowledge.valuesets[c.valueset].title
         ),
-        Criterion::Medication(c) => format!(
-            "an active medication in \"{}\"",
-            knowledge.valuesets[c.valueset].title
-        ),
-        Criterion::DraftOrder(c) => format!(
-            "an order being placed in \"{}\"",
-            knowledge.valuesets[c.valueset].title
-        ),
-        Criterion::Lab(c) => {
-            let analyte = &knowledge.analytes[c.analyte];
-            let test = match &c.test {
-                LabTest::Present => "a result".to_owned(),
-                LabTest::Missing => "no result".to_owned(),
-                LabTest::Below(t) => format!("a latest result below {}", analyte.format(*t)),
-                LabTest::Above(t) => format!("a latest result above {}", analyte.format(*t)),
+        Criterion::Medication(c) => {
+            let which = if c.ever {
+                "a current or past"
+            } else {
+                "an active"
+            };
+            let count = if c.min_distinct > 1 {
+                format!("{} different drugs", c.min_distinct)
+            } else {
+                format!("{which} medication")
+            };
+            format!("{count} in \"{}\"", knowledge.valuesets[c.valueset].title)
+        }
+        Criterion::DraftOrder(c) => {
+            let dose = match c.dose {
+                DoseTest::Any => String::new(),
+                DoseTest::Above(limit) => format!(" above {} mg a day", trim_number(limit)),
+                DoseTest::Unknown => " whose daily dose cannot be computed".to_owned(),
             };
             format!(
-                "{} {test} in the last {} days",
-                analyte.display, c.within_days
+                "an order being placed in \"{}\"{dose}",
+                knowledge.valuesets[c.valueset].title
             )
+        }
+        Criterion::Lab(c) => {
+            let analyte = &knowledge.analytes[c.analyte];
+            let name = lower_first(&analyte.display);
+            let window = match c.within_days {
+                Some(days) => format!("in the last {days} days"),
+                None => "ever".to_owned(),
+            };
+            let range = if c.lab_range {
+                " (or the laboratory's own limit)"
+            } else {
+                ""
+            };
+            match &c.test {
+                LabTest::Present => format!("a {name} result {window}"),
+                LabTest::Missing => format!("no {name} result {window}"),
+                LabTest::Below(t) | LabTest::Above(t) => {
+                    let which = if c.any_result { "any" } else { "the latest" };
+                    let direction = if matches!(c.test, LabTest::Below(_)) {
+                        "below"
+                    } else {
+                        "above"
+                    };
+                    format!(
+                        "{which} {name} {window} is {direction} {}{range}",
+                        analyte.format(*t)
+                    )
+                }
+                LabTest::Fall {
+                    amount,
+                    within_hours,
+                } => format!(
+                    "{name} fell by at least {} between two results at most {within_hours} hours apart {window}",
+                    analyte.format(*amount)
+                ),
+            }
         }
         Criterion::Age(c) => match (c.at_least, c.below) {
             (Some(min), Some(max)) => format!("age {min} to {}", max - 1),
@@ -415,5 +500,27 @@ pub fn describe(criterion: &Criterion, knowledge: &Knowledge) -> String {
             (None, Some(max)) => format!("age under {max}"),
             (None, None) => "any age".to_owned(),
         },
+    }
+}
+
+fn join(children: &[Criterion], separator: &str, knowledge: &Knowledge) -> String {
+    children
+        .iter()
+        .map(|child| match child {
+            Criterion::All(_) | Criterion::Any(_) => format!("({})", describe(child, knowledge)),
+            _ => describe(child, knowledge),
+        })
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+/// "Serum magnesium" becomes "serum magnesium"; "HbA1c" and "eGFR" stay as they are.
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => {
+            first.to_lowercase().chain(text.chars().skip(1)).collect()
+        }
+        _ => text.to_owned(),
     }
 }

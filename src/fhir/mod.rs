@@ -7,6 +7,7 @@
 //! (HTTP 412, as CDS Hooks 2.0 requires).
 
 pub mod documents;
+pub mod dose;
 pub mod fetch;
 pub mod record;
 

@@ -14,6 +14,8 @@ use cramp_fhir_parse::resources::{
 use cramp_fhir_parse::types::{CodeableConcept, Quantity, Reference};
 use cramp_fhir_parse::{Date, DateTime as FhirDateTime, ParsedResource};
 
+use super::dose::{self, DailyDose};
+
 /// A coding as the record keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Code {
@@ -185,6 +187,10 @@ pub struct DraftOrder {
     pub in_scope: bool,
     /// The resource as sent, for update and delete suggestions.
     pub resource: serde_json::Value,
+    /// The total daily dose (medication orders), or why it cannot be computed.
+    pub daily_dose: Result<DailyDose, String>,
+    /// Whether it is taken by mouth, when the order or product name says.
+    pub oral: Option<bool>,
 }
 
 /// Something in the data the service could not use, reported rather than guessed.
@@ -434,12 +440,19 @@ impl PatientRecord {
         };
         let reference = reference(resource_type, id.as_deref());
         let in_scope = selections.is_none_or(|s| s.contains(&reference));
+        let (daily_dose, oral) = if resource_type == "MedicationRequest" {
+            (dose::daily_dose(&resource), dose::is_oral(&resource))
+        } else {
+            (Err("not a medication order".to_owned()), None)
+        };
         self.draft_orders.push(DraftOrder {
             reference,
             resource_type: resource_type.to_owned(),
             concept,
             in_scope,
             resource,
+            daily_dose,
+            oral,
         });
     }
 

@@ -59,27 +59,48 @@ pub struct ConditionCriterion {
     pub onset_at_least_days_ago: Option<i64>,
 }
 
-/// Matches an active medication on record.
+/// Matches medications on record.
 #[derive(Debug, Clone)]
 pub struct MedicationCriterion {
     /// Index of the value set.
     pub valueset: usize,
+    /// Whether past medications count too (any status but entered-in-error), not only active ones.
+    pub ever: bool,
+    /// How many different drugs of the value set must be found (1 by default).
+    pub min_distinct: usize,
 }
 
-/// Matches a draft order in scope.
+/// Matches a draft order in scope, optionally on its total daily dose.
 #[derive(Debug, Clone)]
 pub struct DraftOrderCriterion {
     /// Index of the value set.
     pub valueset: usize,
+    /// What is tested on the order's total daily dose.
+    pub dose: DoseTest,
+    /// Only orders given by mouth count (topical, injected and other routes do not).
+    pub oral_only: bool,
 }
 
-/// A test on the latest result of an analyte within a look-back window.
+/// A test on a draft order's total daily dose, in milligrams.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DoseTest {
+    /// Any dose, known or not.
+    Any,
+    /// The dose is known and above this many mg a day.
+    Above(f64),
+    /// The dose could not be computed from the order.
+    Unknown,
+}
+
+/// A test on the results of an analyte within a look-back window.
 #[derive(Debug, Clone)]
 pub struct LabCriterion {
     /// Index of the analyte.
     pub analyte: usize,
-    /// Look-back window in days from the evaluation time.
-    pub within_days: i64,
+    /// Look-back window in days from the evaluation time; any time when `None`.
+    pub within_days: Option<i64>,
+    /// Whether `Below`/`Above` test only the latest result or any result in the window.
+    pub any_result: bool,
     /// What is tested.
     pub test: LabTest,
     /// Whether the result's own reference range (or interpretation) wins over the threshold.
@@ -97,6 +118,13 @@ pub enum LabTest {
     Below(f64),
     /// The latest result is above this value (canonical unit).
     Above(f64),
+    /// Two results at most `within_hours` apart, the later lower by at least `amount` (canonical unit).
+    Fall {
+        /// The fall, in the canonical unit.
+        amount: f64,
+        /// The most hours between the two results.
+        within_hours: i64,
+    },
 }
 
 /// Matches on the patient's age in whole years.
@@ -117,8 +145,8 @@ pub struct RawCriterion {
     not: Option<Box<RawCriterion>>,
     hook: Option<Vec<String>>,
     condition: Option<RawConditionCriterion>,
-    medication: Option<RawValueSetCriterion>,
-    draft_order: Option<RawValueSetCriterion>,
+    medication: Option<RawMedicationCriterion>,
+    draft_order: Option<RawDraftOrderCriterion>,
     lab: Option<RawLabCriterion>,
     age: Option<RawAgeCriterion>,
     #[serde(rename = "ref")]
@@ -138,17 +166,34 @@ struct RawConditionCriterion {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawValueSetCriterion {
+struct RawMedicationCriterion {
     valueset: String,
+    #[serde(default)]
+    ever: bool,
+    min_distinct: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDraftOrderCriterion {
+    valueset: String,
+    daily_dose_above: Option<RawThreshold>,
+    #[serde(default)]
+    daily_dose_unknown: bool,
+    #[serde(default)]
+    oral_only: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLabCriterion {
     analyte: String,
-    within_days: i64,
+    within_days: Option<i64>,
+    #[serde(default)]
+    any_result: bool,
     below: Option<RawThreshold>,
     above: Option<RawThreshold>,
+    fall: Option<RawFall>,
     #[serde(default)]
     missing: bool,
     #[serde(default = "yes")]
@@ -164,6 +209,14 @@ fn yes() -> bool {
 struct RawThreshold {
     value: f64,
     unit: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFall {
+    value: f64,
+    unit: String,
+    within_hours: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,13 +289,31 @@ impl RawCriterion {
             }));
         }
         if let Some(c) = self.medication {
+            let min_distinct = c.min_distinct.unwrap_or(1);
+            if min_distinct == 0 {
+                return Err("medication min_distinct must be at least 1".into());
+            }
             return Ok(Criterion::Medication(MedicationCriterion {
                 valueset: valueset(&c.valueset)?,
+                ever: c.ever,
+                min_distinct,
             }));
         }
         if let Some(c) = self.draft_order {
+            let dose = match (c.daily_dose_above, c.daily_dose_unknown) {
+                (None, false) => DoseTest::Any,
+                (None, true) => DoseTest::Unknown,
+                (Some(limit), false) => DoseTest::Above(milligrams(&limit)?),
+                (Some(_), true) => {
+                    return Err(
+                        "draft_order: use daily_dose_above or daily_dose_unknown, not both".into(),
+                    );
+                }
+            };
             return Ok(Criterion::DraftOrder(DraftOrderCriterion {
                 valueset: valueset(&c.valueset)?,
+                dose,
+                oral_only: c.oral_only,
             }));
         }
         if let Some(lab) = self.lab {
@@ -280,10 +351,12 @@ fn validate_lab(lab: RawLabCriterion, scope: &dyn CriterionScope) -> Result<LabC
     let analyte = scope
         .analyte(&lab.analyte)
         .ok_or_else(|| format!("unknown analyte '{}' (see analytes.toml)", lab.analyte))?;
-    if lab.within_days <= 0 {
+    if let Some(days) = lab.within_days
+        && days <= 0
+    {
         return Err(format!(
-            "lab criterion on '{}': within_days must be positive, got {}",
-            lab.analyte, lab.within_days
+            "lab criterion on '{}': within_days must be positive, got {days}",
+            lab.analyte
         ));
     }
     let convert = |threshold: RawThreshold| {
@@ -296,22 +369,61 @@ fn validate_lab(lab: RawLabCriterion, scope: &dyn CriterionScope) -> Result<LabC
                 )
             })
     };
-    let test = match (lab.below, lab.above, lab.missing) {
-        (None, None, false) => LabTest::Present,
-        (None, None, true) => LabTest::Missing,
-        (Some(below), None, false) => LabTest::Below(convert(below)?),
-        (None, Some(above), false) => LabTest::Above(convert(above)?),
+    let test = match (lab.below, lab.above, lab.fall, lab.missing) {
+        (None, None, None, false) => LabTest::Present,
+        (None, None, None, true) => LabTest::Missing,
+        (Some(below), None, None, false) => LabTest::Below(convert(below)?),
+        (None, Some(above), None, false) => LabTest::Above(convert(above)?),
+        (None, None, Some(fall), false) => {
+            if fall.within_hours <= 0 {
+                return Err(format!(
+                    "lab criterion on '{}': fall.within_hours must be positive",
+                    lab.analyte
+                ));
+            }
+            let zero = convert(RawThreshold {
+                value: 0.0,
+                unit: fall.unit.clone(),
+            })?;
+            let amount = convert(RawThreshold {
+                value: fall.value,
+                unit: fall.unit,
+            })? - zero;
+            LabTest::Fall {
+                amount,
+                within_hours: fall.within_hours,
+            }
+        }
         _ => {
             return Err(format!(
-                "lab criterion on '{}': use one of below, above or missing",
+                "lab criterion on '{}': use one of below, above, fall or missing",
                 lab.analyte
             ));
         }
     };
+    if lab.any_result && !matches!(test, LabTest::Below(_) | LabTest::Above(_)) {
+        return Err(format!(
+            "lab criterion on '{}': any_result applies only to below and above",
+            lab.analyte
+        ));
+    }
     Ok(LabCriterion {
         analyte,
         within_days: lab.within_days,
+        any_result: lab.any_result,
         test,
         lab_range: lab.lab_range,
     })
+}
+
+/// Converts a dose threshold to milligrams; doses are compared in mg.
+fn milligrams(threshold: &RawThreshold) -> Result<f64, String> {
+    match threshold.unit.as_str() {
+        "mg" => Ok(threshold.value),
+        "g" => Ok(threshold.value * 1000.0),
+        "ug" | "mcg" => Ok(threshold.value / 1000.0),
+        other => Err(format!(
+            "daily dose unit '{other}' is not supported; use mg, g or ug"
+        )),
+    }
 }

@@ -189,6 +189,31 @@ impl Knowledge {
                 .map_err(|e| KnowledgeError::new(&f.path, e))?;
             rules.push(rule);
         }
+        // "A wins over B" is stored as "B yields to A", so precedence has one mechanism.
+        let wins: Vec<(String, String)> = rules
+            .iter()
+            .flat_map(|r| {
+                r.wins_over
+                    .iter()
+                    .map(|loser| (loser.clone(), r.id.clone()))
+            })
+            .collect();
+        for (loser, winner) in wins {
+            let Some(rule) = rules.iter_mut().find(|r| r.id == loser) else {
+                let file = rules
+                    .iter()
+                    .find(|r| r.id == winner)
+                    .map(|r| r.file.clone())
+                    .unwrap_or_default();
+                return Err(KnowledgeError::new(
+                    file,
+                    format!("wins_over names rule '{loser}', which does not exist"),
+                ));
+            };
+            if !rule.yields_to.contains(&winner) {
+                rule.yields_to.push(winner);
+            }
+        }
         for rule in &rules {
             if let Some(unknown) = rule
                 .yields_to

@@ -84,6 +84,10 @@ pub struct Rule {
     pub selection_behavior: Option<SelectionBehavior>,
     /// Rule ids that, when they fire, silence this rule.
     pub yields_to: Vec<String>,
+    /// Rule ids this rule silences when both fire (the reverse of `yields_to`).
+    pub wins_over: Vec<String>,
+    /// Links shown on the card.
+    pub links: Vec<LinkTemplate>,
 }
 
 /// A louder variant of a rule's card.
@@ -144,6 +148,36 @@ pub struct ActionTemplate {
     pub when: Option<Criterion>,
     /// For create: the FHIR R4 resource, without subject (filled per request).
     pub resource: Option<serde_json::Value>,
+    /// For update: the dose the draft order is changed to.
+    pub set_dose: Option<DoseTemplate>,
+}
+
+/// A dose an update action writes into a draft MedicationRequest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoseTemplate {
+    /// Dose per administration.
+    pub value: f64,
+    /// Its unit (`mg`).
+    pub unit: String,
+    /// Administrations per period.
+    pub frequency: u32,
+    /// The period.
+    pub period: f64,
+    /// The period's unit (`d`, `wk`, `h`).
+    pub period_unit: String,
+    /// The instruction as text.
+    pub text: String,
+}
+
+/// A link shown on the card.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTemplate {
+    /// What the clinician sees.
+    pub label: String,
+    /// An absolute URL.
+    pub url: String,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +198,10 @@ struct RawRule {
     selection_behavior: Option<SelectionBehavior>,
     #[serde(default)]
     yields_to: Vec<String>,
+    #[serde(default)]
+    wins_over: Vec<String>,
+    #[serde(default)]
+    links: Vec<LinkTemplate>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +246,7 @@ struct RawAction {
     description: String,
     when: Option<RawCriterion>,
     resource: Option<toml::Value>,
+    set_dose: Option<DoseTemplate>,
 }
 
 /// Longest summary CDS Hooks allows (it must be shorter than 140 characters).
@@ -282,6 +321,12 @@ impl Rule {
             .into_iter()
             .map(|s| validate_suggestion(s, scope))
             .collect::<Result<Vec<_>, String>>()?;
+        if let Some(link) = raw.links.iter().find(|l| !l.url.starts_with("https://")) {
+            return Err(format!(
+                "link '{}' must have an absolute https URL",
+                link.label
+            ));
+        }
         if raw.selection_behavior.is_some() && suggestions.is_empty() {
             return Err("selection_behavior is set but the rule has no suggestions".into());
         }
@@ -300,6 +345,8 @@ impl Rule {
             suggestions,
             selection_behavior: raw.selection_behavior,
             yields_to: raw.yields_to,
+            wins_over: raw.wins_over,
+            links: raw.links,
         })
     }
 }
@@ -335,11 +382,38 @@ fn validate_suggestion(
             .map(|c| c.validate(scope))
             .transpose()
             .map_err(|m| format!("suggestion '{}' action when: {m}", raw.label))?;
-        if action.action_type == ActionType::Update {
-            return Err(format!(
-                "suggestion '{}': update actions are not supported yet; use create or delete",
-                raw.label
-            ));
+        match (action.action_type, &action.set_dose) {
+            (ActionType::Update, None) => {
+                return Err(format!(
+                    "suggestion '{}': an update action needs set_dose",
+                    raw.label
+                ));
+            }
+            (ActionType::Update, Some(dose)) => {
+                if dose.unit != "mg"
+                    || dose.value <= 0.0
+                    || dose.period <= 0.0
+                    || dose.frequency == 0
+                {
+                    return Err(format!(
+                        "suggestion '{}': set_dose needs a positive value in mg, frequency and period",
+                        raw.label
+                    ));
+                }
+                if !matches!(dose.period_unit.as_str(), "h" | "d" | "wk") {
+                    return Err(format!(
+                        "suggestion '{}': set_dose.period_unit must be h, d or wk",
+                        raw.label
+                    ));
+                }
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "suggestion '{}': only update actions take set_dose",
+                    raw.label
+                ));
+            }
+            (_, None) => {}
         }
         let resource = match (action.action_type, action.resource) {
             (ActionType::Create, Some(resource)) => Some(validate_resource_template(resource)?),
@@ -362,6 +436,7 @@ fn validate_suggestion(
             description: action.description,
             when,
             resource,
+            set_dose: action.set_dose,
         });
     }
     Ok(SuggestionTemplate {

@@ -252,6 +252,11 @@ impl ValueSet {
             .map(String::as_str)
     }
 
+    /// Every `is-a` class, as `(system, class code)`.
+    pub fn classes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.prefixes.iter().map(|(s, c)| (s.as_str(), c.as_str()))
+    }
+
     /// Every explicitly listed code, as `(system, code)`.
     pub fn listed_codes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.exact.iter().flat_map(|(system, codes)| {

@@ -116,6 +116,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .default_service(web::to(routes::method_not_allowed)),
         )
         .service(
+            web::resource("/rules/{id}")
+                .route(web::get().to(routes::rule_page))
+                .default_service(web::to(routes::method_not_allowed)),
+        )
+        .service(
             web::resource("/health")
                 .route(web::get().to(routes::health))
                 .default_service(web::to(routes::method_not_allowed)),

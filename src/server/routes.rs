@@ -60,6 +60,17 @@ pub async fn invoke(
     Ok(HttpResponse::Ok().json(invocation.response))
 }
 
+/// `GET /rules/{id}`: how a rule decides, for the clinician who follows a card's link.
+pub async fn rule_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let knowledge = &state.service.knowledge;
+    match knowledge.rules.iter().find(|r| r.id == *path) {
+        Some(rule) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(crate::docs::rule_html(rule, knowledge)),
+        None => ApiError::NotFound(format!("no rule has the id '{path}'")).error_response(),
+    }
+}
+
 /// `GET /health`: the process is up.
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))

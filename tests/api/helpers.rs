@@ -36,6 +36,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.server.bind = "127.0.0.1:0".to_owned();
     settings.server.workers = Some(1);
     settings.fhir.timeout_ms = 2_000;
+    // The same public URL `evaluate` uses by default, so cards compare equal.
+    settings.server.public_base_url = Some("http://127.0.0.1:8080".to_owned());
     configure(&mut settings);
     let service = cramp_cds::cli::build_service(&settings).expect("knowledge loads");
     let app =

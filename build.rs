@@ -1,0 +1,23 @@
+//! Rebuilds the binary whenever the built-in knowledge under cds-hooks/ changes,
+//! since it is embedded at compile time.
+
+fn main() {
+    println!("cargo:rerun-if-changed=cds-hooks");
+    for entry in walk("cds-hooks") {
+        println!("cargo:rerun-if-changed={entry}");
+    }
+}
+
+fn walk(dir: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                paths.extend(walk(&path));
+            }
+            paths.push(path);
+        }
+    }
+    paths
+}

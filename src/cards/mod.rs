@@ -49,15 +49,18 @@ fn render_card(
     let suggestions: Vec<Suggestion> = finding
         .suggestions
         .iter()
-        .map(|(index, actions)| {
-            let template = &rule.suggestions[*index];
+        .map(|planned| {
+            let template = &rule.suggestions[planned.index];
             Suggestion {
                 label: template.label.clone(),
                 uuid: Uuid::new_v4().to_string(),
                 is_recommended: template.is_recommended,
-                actions: actions
+                actions: planned
+                    .actions
                     .iter()
-                    .flat_map(|a| render_actions(&template.actions[*a], finding, record, context))
+                    .flat_map(|a| {
+                        render_actions(&template.actions[a.index], &a.draft_orders, record, context)
+                    })
                     .collect(),
             }
         })
@@ -152,7 +155,7 @@ pub fn render_detail(finding: &Finding<'_>) -> String {
 
 fn render_actions(
     template: &crate::knowledge::rule::ActionTemplate,
-    finding: &Finding<'_>,
+    draft_orders: &[usize],
     record: &PatientRecord,
     context: &CardContext<'_>,
 ) -> Vec<Action> {
@@ -168,8 +171,7 @@ fn render_actions(
                 resource_id: None,
             }]
         }
-        ActionType::Delete => finding
-            .draft_orders
+        ActionType::Delete => draft_orders
             .iter()
             .filter_map(|index| record.draft_orders.get(*index))
             .map(|order| Action {
@@ -183,8 +185,7 @@ fn render_actions(
             let Some(dose) = &template.set_dose else {
                 return Vec::new();
             };
-            finding
-                .draft_orders
+            draft_orders
                 .iter()
                 .filter_map(|index| record.draft_orders.get(*index))
                 .filter(|order| order.resource_type == "MedicationRequest")

@@ -37,7 +37,7 @@ pub fn evaluate(
                 true,
                 vec![format!(
                     "No usable {} result {window}",
-                    analyte.display.to_lowercase()
+                    super::lower_first(&analyte.display)
                 )],
             ),
             Some(_) => (false, Vec::new()),

@@ -52,12 +52,31 @@ pub struct Finding<'k> {
     pub evidence: Vec<String>,
     /// Advice notes whose criteria matched.
     pub notes: Vec<&'k str>,
-    /// Suggestions to offer: (index into `rule.suggestions`, indexes of the actions to include).
-    pub suggestions: Vec<(usize, Vec<usize>)>,
+    /// Suggestions to offer, with the actions to include.
+    pub suggestions: Vec<PlannedSuggestion>,
     /// Draft orders the rule is about (for delete and update suggestions).
     pub draft_orders: Vec<usize>,
     /// Data problems that bear on this finding.
     pub data_issues: Vec<String>,
+}
+
+/// A suggestion of a finding: which template, and which of its actions.
+#[derive(Debug, Clone)]
+pub struct PlannedSuggestion {
+    /// Index into `rule.suggestions`.
+    pub index: usize,
+    /// The actions to include.
+    pub actions: Vec<PlannedAction>,
+}
+
+/// An action of a suggestion, and the draft orders it acts on (update and delete).
+#[derive(Debug, Clone)]
+pub struct PlannedAction {
+    /// Index into the suggestion's `actions`.
+    pub index: usize,
+    /// Indexes into `record.draft_orders`: those the action's own criterion matched, else the
+    /// suggestion's, else the rule's.
+    pub draft_orders: Vec<usize>,
 }
 
 /// A rule that could not be evaluated.
@@ -136,6 +155,10 @@ impl<'k> Engine<'k> {
             }
         }
         apply_precedence(&mut evaluation);
+        // Most urgent first; rule order breaks ties, so the order is stable.
+        evaluation
+            .findings
+            .sort_by_key(|f| std::cmp::Reverse(f.indicator));
         evaluation
     }
 }
@@ -187,32 +210,52 @@ fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> Option<Finding<'k>> {
     }
     let mut suggestions = Vec::new();
     for (index, suggestion) in rule.suggestions.iter().enumerate() {
+        let mut suggestion_drafts = Vec::new();
         if let Some(when) = &suggestion.when {
             let outcome = evaluate(when, scope);
             if !outcome.matched {
                 continue;
             }
             evidence.extend(outcome.evidence);
+            suggestion_drafts = outcome.draft_orders;
         }
         if let Some(unless) = &suggestion.unless
             && evaluate(unless, scope).matched
         {
             continue;
         }
-        let actions: Vec<usize> = suggestion
-            .actions
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.when.as_ref().is_none_or(|w| evaluate(w, scope).matched))
-            .map(|(i, _)| i)
-            .collect();
+        let mut actions = Vec::new();
+        for (action_index, action) in suggestion.actions.iter().enumerate() {
+            let mut targets = Vec::new();
+            if let Some(when) = &action.when {
+                let outcome = evaluate(when, scope);
+                if !outcome.matched {
+                    continue;
+                }
+                targets = outcome.draft_orders;
+            }
+            if targets.is_empty() {
+                targets = if suggestion_drafts.is_empty() {
+                    fired.draft_orders.clone()
+                } else {
+                    suggestion_drafts.clone()
+                };
+            }
+            targets.sort_unstable();
+            targets.dedup();
+            actions.push(PlannedAction {
+                index: action_index,
+                draft_orders: targets,
+            });
+        }
         if !actions.is_empty() {
-            suggestions.push((index, actions));
+            suggestions.push(PlannedSuggestion { index, actions });
         }
     }
     let mut seen = std::collections::HashSet::new();
     evidence.retain(|line| seen.insert(line.clone()));
     let mut draft_orders = fired.draft_orders;
+    draft_orders.sort_unstable();
     draft_orders.dedup();
     Some(Finding {
         rule,
@@ -515,7 +558,7 @@ fn join(children: &[Criterion], separator: &str, knowledge: &Knowledge) -> Strin
 }
 
 /// "Serum magnesium" becomes "serum magnesium"; "HbA1c" and "eGFR" stay as they are.
-fn lower_first(text: &str) -> String {
+pub(crate) fn lower_first(text: &str) -> String {
     let mut chars = text.chars();
     match (chars.next(), chars.next()) {
         (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => {

@@ -39,7 +39,7 @@ async fn a_malformed_bundle_entry_is_reported_and_skipped() {
     assert_eq!(rule_id(card), "diuretic-low-magnesium");
     let detail = card["detail"].as_str().unwrap();
     assert!(
-        detail.contains("prefetch.observations.entry[1]"),
+        detail.contains("prefetch.observations.entry[2]"),
         "{detail}"
     );
     assert!(detail.contains("Observation could not be read"), "{detail}");

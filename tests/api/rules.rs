@@ -1,191 +1,250 @@
-//! The two rules fire and stay quiet as the catalog says, through HTTP.
+//! Every rule fires and stays quiet as the catalog says, through HTTP, for every
+//! fixture in `fixtures/expectations.toml`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::helpers::{cards, rule_id, spawn_app};
 use crate::invocation::assert_spec_shaped;
 
-/// (fixture, rule that must fire, indicator, strings the detail must contain)
-const FIRE: &[(&str, &str, &str, &[&str])] = &[
-    (
-        "diuretic-low-magnesium-mmol.fire",
-        "diuretic-low-magnesium",
-        "warning",
-        &[
-            "**0.55 mmol/L**",
-            "on 2026-10-02",
-            "below the threshold of 0.70 mmol/L",
-            "LOINC 2601-3",
-        ],
-    ),
-    (
-        "diuretic-low-magnesium-mgdl.fire",
-        "diuretic-low-magnesium",
-        "warning",
-        &[
-            "**0.62 mmol/L** (reported as 1.5 mg/dL)",
-            "LOINC 19123-9",
-            "MedicationRequest/mr-hctz",
-            "\"hydrochlorothiazide\"",
-        ],
-    ),
-    (
-        "diuretic-low-magnesium-meq.fire",
-        "diuretic-low-magnesium",
-        "warning",
-        &["**0.60 mmol/L** (reported as 1.2 mEq/L)"],
-    ),
-    (
-        "diuretic-severe-low-magnesium.critical.fire",
-        "diuretic-low-magnesium",
-        "critical",
-        &["**0.41 mmol/L**", "below the threshold of 0.50 mmol/L"],
-    ),
-    (
-        "diuretic-low-magnesium-renal-insufficiency.fire",
-        "diuretic-low-magnesium",
-        "warning",
-        &[
-            "Renal insufficiency: eGFR **22 mL/min/1.73 m²**",
-            "toxic levels",
-        ],
-    ),
-    (
-        "diuretic-order-select-low-magnesium.fire",
-        "diuretic-low-magnesium",
-        "warning",
-        &["Order being placed: furosemide 40 MG Oral Tablet (MedicationRequest/draft-furosemide"],
-    ),
-    (
-        "cirrhosis-cramps.fire",
-        "cirrhosis-cramps",
-        "info",
-        &[
-            "Active condition: Cirrhosis of liver (SNOMED CT 19943007",
-            "Active condition: Cramp (SNOMED CT 55300003",
-        ],
-    ),
-    (
-        "alcoholic-cirrhosis-nocturnal-leg-cramps-icd.fire",
-        "cirrhosis-cramps",
-        "info",
-        &[
-            "ICD-10-CM K70.31 (class K70.3)",
-            "ICD-10-CM G47.62",
-            "No usable serum potassium result in the last 30 days",
-        ],
-    ),
-    (
-        "cirrhosis-cramps-low-potassium.fire",
-        "cirrhosis-cramps",
-        "warning",
-        &[
-            "Serum potassium **3.1 mmol/L**",
-            "below the threshold of 3.5 mmol/L",
-        ],
-    ),
-];
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expectation {
+    fires: Option<String>,
+    indicator: Option<String>,
+    #[serde(default)]
+    evidence: Vec<String>,
+    suggestions: Option<Vec<String>>,
+    quiet: Option<String>,
+    #[serde(default)]
+    also_fires: Vec<String>,
+    #[serde(default)]
+    absent: Vec<String>,
+}
 
-const QUIET: &[&str] = &[
-    "diuretic-stopped-low-magnesium.quiet",
-    "diuretic-magnesium-older-than-180-days.quiet",
-    "diuretic-normal-magnesium.quiet",
-    "diuretic-magnesium-at-threshold.quiet",
-    "diuretic-low-magnesium-entered-in-error.quiet",
-    "diuretic-magnesium-within-lab-range.quiet",
-    "diuretic-magnesium-unknown-unit.quiet",
-    "diuretic-order-select-not-selected.quiet",
-    "cirrhosis-refuted-with-cramps.quiet",
-    "cirrhosis-without-cramps.quiet",
-    "cirrhosis-with-resolved-cramps.quiet",
-    "cirrhosis-cramps-entered-in-error.quiet",
-    "order-sign-diuretic.quiet",
-];
+fn expectations() -> BTreeMap<String, Expectation> {
+    let path = format!("{}/fixtures/expectations.toml", env!("CARGO_MANIFEST_DIR"));
+    toml::from_str(&std::fs::read_to_string(path).unwrap()).expect("expectations parse")
+}
+
+fn card_of<'a>(cards: &'a [Value], rule: &str) -> Option<&'a Value> {
+    cards.iter().find(|c| rule_id(c) == rule)
+}
 
 #[actix_web::test]
-async fn every_firing_fixture_gives_its_rule_with_the_expected_indicator_and_evidence() {
+async fn every_fixture_gives_exactly_the_cards_its_expectation_names() {
     let app = spawn_app().await;
-    for (fixture, rule, indicator, evidence) in FIRE {
-        let (status, body) = app.post_fixture(fixture).await;
-        assert_eq!(status, 200, "{fixture}");
+    for (fixture, expected) in expectations() {
+        let (status, body) = app.post_fixture(&fixture).await;
+        if fixture.ends_with(".missing") {
+            assert_eq!(status, 412, "{fixture}");
+            continue;
+        }
+        assert_eq!(status, 200, "{fixture}: {body}");
         let cards = cards(&body);
-        assert_eq!(cards.len(), 1, "{fixture}: {body}");
-        let card = &cards[0];
-        assert_spec_shaped(card);
-        assert_eq!(rule_id(card), *rule, "{fixture}");
-        assert_eq!(card["indicator"], *indicator, "{fixture}");
-        let detail = card["detail"].as_str().unwrap();
-        for expected in *evidence {
-            assert!(
-                detail.contains(expected),
-                "{fixture}: missing {expected:?} in\n{detail}"
+        cards.iter().for_each(assert_spec_shaped);
+        if let Some(rule) = &expected.fires {
+            let card = card_of(cards, rule)
+                .unwrap_or_else(|| panic!("{fixture}: {rule} did not fire: {body}"));
+            assert_eq!(
+                card["indicator"],
+                expected.indicator.as_deref().unwrap(),
+                "{fixture}"
             );
+            let detail = card["detail"].as_str().unwrap();
+            for evidence in &expected.evidence {
+                assert!(
+                    detail.contains(evidence.as_str()),
+                    "{fixture}: missing {evidence:?} in\n{detail}"
+                );
+            }
+            if let Some(labels) = &expected.suggestions {
+                let actual: Vec<&str> = card["suggestions"]
+                    .as_array()
+                    .map(|s| s.iter().map(|s| s["label"].as_str().unwrap()).collect())
+                    .unwrap_or_default();
+                assert_eq!(&actual, labels, "{fixture}");
+            }
+        }
+        if let Some(rule) = &expected.quiet {
+            assert!(
+                card_of(cards, rule).is_none(),
+                "{fixture}: {rule} fired: {body}"
+            );
+        }
+        for rule in &expected.also_fires {
+            assert!(
+                card_of(cards, rule).is_some(),
+                "{fixture}: {rule} did not fire"
+            );
+        }
+        for rule in &expected.absent {
+            assert!(card_of(cards, rule).is_none(), "{fixture}: {rule} fired");
         }
     }
 }
 
-#[actix_web::test]
-async fn every_quiet_fixture_gives_no_card() {
-    let app = spawn_app().await;
-    for fixture in QUIET {
-        let (status, body) = app.post_fixture(fixture).await;
-        assert_eq!(status, 200, "{fixture}");
-        assert!(cards(&body).is_empty(), "{fixture}: {body}");
+#[test]
+fn every_rule_has_two_firing_and_two_quiet_fixtures_and_every_fixture_an_expectation() {
+    let expectations = expectations();
+    let dir = format!("{}/fixtures/requests", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry
+            .unwrap()
+            .path()
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            expectations.contains_key(&name),
+            "{name} has no expectation"
+        );
+    }
+    let service = cramp_cds::cli::build_service(&cramp_cds::config::Settings::default()).unwrap();
+    for rule in &service.knowledge.rules {
+        let firing = expectations
+            .values()
+            .filter(|e| e.fires.as_deref() == Some(&rule.id))
+            .count();
+        let quiet = expectations
+            .values()
+            .filter(|e| e.quiet.as_deref() == Some(&rule.id))
+            .count();
+        assert!(firing >= 2, "{} has {firing} firing fixtures", rule.id);
+        assert!(quiet >= 2, "{} has {quiet} quiet fixtures", rule.id);
     }
 }
 
 #[actix_web::test]
-async fn renal_insufficiency_replaces_the_supplement_suggestion_with_a_warning() {
+async fn a_whole_patient_gets_several_cards_most_urgent_first() {
     let app = spawn_app().await;
-    let (_, body) = app
-        .post_fixture("diuretic-low-magnesium-renal-insufficiency.fire")
-        .await;
-    let card = &cards(&body)[0];
+    let (status, body) = app.post_fixture("whole-patient-complex.fire").await;
+    assert_eq!(status, 200);
+    let cards = cards(&body);
+    assert!(cards.len() >= 10, "{}", cards.len());
+    let rank = |c: &Value| match c["indicator"].as_str().unwrap() {
+        "critical" => 0,
+        "warning" => 1,
+        _ => 2,
+    };
     assert!(
-        card.get("suggestions").is_none(),
-        "no magnesium supplement: {card}"
+        cards.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])),
+        "cards are ordered by urgency"
     );
-    let (_, body) = app.post_fixture("diuretic-low-magnesium-mmol.fire").await;
-    assert_eq!(cards(&body)[0]["suggestions"].as_array().unwrap().len(), 1);
 }
 
 #[actix_web::test]
-async fn an_unconvertible_unit_is_reported_not_guessed() {
-    // Quiet because the only result is unusable; the unusable result is named when another result fires.
+async fn each_dose_update_targets_only_its_own_draft_order_and_is_valid_r4() {
     let app = spawn_app().await;
     let (_, body) = app
-        .post_fixture("diuretic-magnesium-unknown-unit.quiet")
+        .post_fixture("gabapentin-and-pregabalin-new-starts.fire")
         .await;
-    assert!(cards(&body).is_empty());
-}
-
-#[actix_web::test]
-async fn cirrhosis_cramps_offers_one_of_baclofen_or_albumin_and_labs_only_when_missing() {
-    let app = spawn_app().await;
-    let (_, body) = app.post_fixture("cirrhosis-cramps.fire").await;
-    let card = &cards(&body)[0];
-    assert_eq!(card["selectionBehavior"], "at-most-one");
-    let labels: Vec<&str> = card["suggestions"]
-        .as_array()
-        .unwrap()
+    let card = card_of(cards(&body), "gabapentinoid-dose").unwrap();
+    let suggestions = card["suggestions"].as_array().unwrap();
+    let targets: Vec<(&str, f64)> = suggestions
         .iter()
-        .map(|s| s["label"].as_str().unwrap())
+        .flat_map(|s| s["actions"].as_array().unwrap())
+        .map(|a| {
+            assert_eq!(a["type"], "update");
+            let dose =
+                a["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"]
+                    .as_f64()
+                    .unwrap();
+            (a["resourceId"].as_str().unwrap(), dose)
+        })
         .collect();
     assert_eq!(
-        labels.len(),
-        2,
-        "recent electrolytes: no lab suggestion: {labels:?}"
+        targets,
+        [
+            ("MedicationRequest/draft-gabapentin", 300.0),
+            ("MedicationRequest/draft-pregabalin", 50.0)
+        ]
     );
-    assert!(labels[0].contains("baclofen 10 mg"));
-    assert!(labels[1].contains("albumin 20 g"));
+}
 
+#[actix_web::test]
+async fn a_sandbox_draft_is_repaired_in_its_update_so_it_is_valid_r4() {
+    let app = spawn_app().await;
+    let mut body: Value = crate::helpers::fixture("sandbox-quinine-order-select.fire");
+    let order = &mut body["context"]["draftOrders"]["entry"][0]["resource"];
+    order["medicationCodeableConcept"] = serde_json::json!({"text": "Baclofen 10 MG Oral Tablet",
+        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "202109", "display": "Baclofen 10 MG Oral Tablet [Lioresal]"}]});
+    order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = serde_json::json!(2);
+    order["dosageInstruction"][0]["timing"]["repeat"]["frequency"] = serde_json::json!(2);
+    let response = app
+        .post_hook(
+            "cramp-numbness-order-select",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    let body: Value = response.json().await.unwrap();
+    let card = card_of(cards(&body), "baclofen-dose").expect("40 mg a day new start fires");
+    assert_spec_shaped(card);
+    let resource = &card["suggestions"][0]["actions"][0]["resource"];
+    assert_eq!(resource["intent"], "proposal");
+    assert!(resource["category"].is_array());
+    assert_eq!(resource["id"], "request-123");
+}
+
+#[actix_web::test]
+async fn cirrhosis_cramps_offers_one_of_baclofen_or_albumin() {
+    let app = spawn_app().await;
+    let (_, body) = app.post_fixture("cirrhosis-cramps.fire").await;
+    let card = card_of(cards(&body), "cirrhosis-cramps").unwrap();
+    assert_eq!(card["selectionBehavior"], "at-most-one");
     let (_, body) = app
         .post_fixture("alcoholic-cirrhosis-nocturnal-leg-cramps-icd.fire")
         .await;
-    let suggestions = cards(&body)[0]["suggestions"].as_array().unwrap().clone();
-    assert_eq!(suggestions.len(), 3);
-    let lab_actions = suggestions[2]["actions"].as_array().unwrap();
+    let card = card_of(cards(&body), "cirrhosis-cramps").unwrap();
+    let lab_actions = card["suggestions"][2]["actions"].as_array().unwrap();
     let codes: Vec<&str> = lab_actions
         .iter()
         .map(|a| a["resource"]["code"]["coding"][0]["code"].as_str().unwrap())
         .collect();
     assert_eq!(codes, ["2823-3", "19123-9"]);
+}
+
+#[actix_web::test]
+async fn every_card_links_to_its_rule_page_and_the_page_explains_the_rule() {
+    let app = spawn_app().await;
+    let (_, body) = app.post_fixture("quinine-order-sign.fire").await;
+    let card = card_of(cards(&body), "quinine-for-cramps").unwrap();
+    assert_eq!(
+        card["source"]["url"],
+        "http://127.0.0.1:8080/rules/quinine-for-cramps"
+    );
+    assert_eq!(card["links"][0]["type"], "absolute");
+    let page = app
+        .http
+        .get(format!("{}/rules/quinine-for-cramps", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<h2>quinine-for-cramps</h2>"), "{html}");
+    assert!(html.contains("FDA"));
+    let missing = app
+        .http
+        .get(format!("{}/rules/no-such-rule", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[test]
+fn docs_rules_md_matches_the_knowledge() {
+    let service = cramp_cds::cli::build_service(&cramp_cds::config::Settings::default()).unwrap();
+    let expected = cramp_cds::docs::catalog_markdown(&service.knowledge);
+    let path = format!("{}/docs/rules.md", env!("CARGO_MANIFEST_DIR"));
+    let actual = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        actual == expected,
+        "docs/rules.md is out of date: run `cargo run -- docs > docs/rules.md`"
+    );
 }

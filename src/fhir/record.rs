@@ -628,6 +628,30 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_comparator_or_a_string_value_marks_the_observation_unreadable() {
+        for value in [
+            r#"{"value":0.5,"comparator":"about","unit":"mmol/L"}"#,
+            r#"{"value":"0.5","unit":"mmol/L"}"#,
+        ] {
+            let json = format!(
+                r#"{{"resourceType":"Observation","id":"o","status":"final","code":{{"text":"Mg"}},
+                "effectiveDateTime":"2026-10-01T10:00:00Z","valueQuantity":{value}}}"#
+            );
+            let record = record_with(&json);
+            let observation = &record.observations[0];
+            assert!(observation.value.is_none(), "{value}");
+            assert!(
+                observation
+                    .unreadable
+                    .as_deref()
+                    .unwrap()
+                    .contains("value[x]"),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
     fn a_contained_medication_is_resolved() {
         let record = record_with(
             r##"{"resourceType":"MedicationStatement","id":"s","status":"active","subject":{"reference":"Patient/p"},

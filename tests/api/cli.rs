@@ -226,3 +226,66 @@ fn serve_refuses_to_start_on_broken_knowledge() {
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("rules/cirrhosis-cramps.toml"), "{message}");
 }
+
+#[test]
+fn a_deployments_own_expansion_with_product_codes_is_used_without_code_change() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-hooks"),
+        dir.path(),
+    );
+    // A VSAC-style expansion listing a product-level code whose display does not name the ingredient.
+    std::fs::write(
+        dir.path().join("valuesets/loop-thiazide-diuretics.json"),
+        r#"{"resourceType":"ValueSet","id":"loop-thiazide-diuretics","title":"Loop and thiazide diuretics (local expansion)",
+            "expansion":{"contains":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"999001","display":"LOCALBRAND 40 MG Oral Tablet"}]}}"#,
+    )
+    .unwrap();
+    let mut request: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/fixtures/requests/diuretic-low-magnesium-mmol.fire.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    request["prefetch"]["medicationStatements"]["entry"][0]["resource"]["medicationCodeableConcept"] = serde_json::json!({
+        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "999001", "display": "LOCALBRAND 40 MG Oral Tablet"}]});
+    let request_path = dir.path().join("request.json");
+    std::fs::write(&request_path, serde_json::to_vec(&request).unwrap()).unwrap();
+    let output = cramp_cds()
+        .args([
+            "evaluate",
+            "--request",
+            request_path.to_str().unwrap(),
+            "--now",
+            NOW,
+            "--format",
+            "text",
+        ])
+        .env("CRAMP_CDS_KNOWLEDGE__DIR", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("diuretic-low-magnesium"),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("RxNorm 999001"), "{text}");
+
+    // The built-in knowledge does not know that code, so the same request stays quiet there.
+    let output = cramp_cds()
+        .args([
+            "evaluate",
+            "--request",
+            request_path.to_str().unwrap(),
+            "--now",
+            NOW,
+            "--format",
+            "text",
+        ])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("diuretic-low-magnesium"));
+}

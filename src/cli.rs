@@ -8,12 +8,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::auth::FhirAccess;
 use crate::config::Settings;
 use crate::fhir::FhirClient;
 use crate::hooks::Hook;
 use crate::invoke::{CdsService, Invocation, InvokeError};
 use crate::knowledge::{Knowledge, KnowledgeSource};
-use crate::server::Application;
+use crate::server::{Application, Clock};
 
 /// cramp-cds: CDS Hooks 2.0 decision support for muscle cramps and numbness.
 #[derive(Debug, Parser)]
@@ -35,6 +36,9 @@ pub enum Command {
         /// Address to listen on (overrides the configuration), e.g. 127.0.0.1:8080.
         #[arg(long)]
         bind: Option<String>,
+        /// Accept requests without a CDS Hooks JWT. For local trials only: logged as a warning at start and on every request.
+        #[arg(long)]
+        allow_unauthenticated: bool,
     },
     /// Run one CDS Hooks request (a JSON file) through the engine and print the response.
     Evaluate {
@@ -83,14 +87,17 @@ pub enum OutputFormat {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { config, bind } => {
+        Command::Serve {
+            config,
+            bind,
+            allow_unauthenticated,
+        } => {
             let mut settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
             if let Some(bind) = bind {
                 settings.server.bind = bind;
             }
             crate::telemetry::init(&settings.log);
-            let service = build_service(&settings)?;
-            serve(settings, service)
+            serve(settings, allow_unauthenticated)
         }
         Command::Evaluate {
             request,
@@ -118,7 +125,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 .build()
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
             let invocation = runtime
-                .block_on(cds.invoke(&service_id, &body, now))
+                .block_on(cds.invoke(&service_id, &body, now, &FhirAccess::any()))
                 .map_err(|e| describe_invoke_error(&e))?;
             print_invocation(&invocation, format);
             Ok(())
@@ -163,10 +170,9 @@ pub fn build_service(settings: &Settings) -> Result<CdsService, String> {
     ))
 }
 
-fn serve(settings: Settings, service: CdsService) -> Result<(), String> {
+fn serve(settings: Settings, allow_unauthenticated: bool) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(&settings, service)
-            .map_err(|e| format!("cannot listen on {}: {e}", settings.server.bind))?;
+        let app = Application::build(&settings, allow_unauthenticated, Clock::System).await?;
         tracing::info!(
             bind = %settings.server.bind,
             port = app.port(),

@@ -7,6 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthSettings;
 use crate::fhir::FhirClientSettings;
 use crate::knowledge::KnowledgeSource;
 
@@ -22,6 +23,8 @@ pub struct Settings {
     pub fhir: FhirClientSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Authentication of CDS clients.
+    pub auth: AuthSettings,
 }
 
 /// HTTP server settings.

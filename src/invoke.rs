@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
+use crate::auth::FhirAccess;
 use crate::cards::{CardContext, render_cards};
 use crate::engine::{Engine, RuleFailure};
 use crate::fhir::{FhirClient, GatherError, gather};
@@ -76,12 +77,14 @@ impl CdsService {
         }
     }
 
-    /// Answers the request `body` sent to service `service_id`, as of `now`.
+    /// Answers the request `body` sent to service `service_id`, as of `now`, calling only
+    /// the FHIR servers `access` permits.
     pub async fn invoke(
         &self,
         service_id: &str,
         body: &[u8],
         now: DateTime<Utc>,
+        access: &FhirAccess,
     ) -> Result<Invocation, InvokeError> {
         let service = self
             .knowledge
@@ -89,7 +92,7 @@ impl CdsService {
             .ok_or_else(|| InvokeError::UnknownService(service_id.to_owned()))?;
         let call = parse_hook_call(body, service.hook)?;
         let needed = self.knowledge.needed_resource_types(service.hook);
-        let record = gather(&call, service, &needed, &self.fhir)
+        let record = gather(&call, service, &needed, &self.fhir, access)
             .instrument(tracing::debug_span!("gather_patient_data"))
             .await?;
         let evaluation = {

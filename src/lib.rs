@@ -5,6 +5,7 @@
 //! (patient data) → `engine` (rules from `knowledge`) → `cards`. The same
 //! [`invoke::CdsService`] serves HTTP and the command line.
 
+pub mod auth;
 pub mod cards;
 pub mod cli;
 pub mod config;

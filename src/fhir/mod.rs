@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 
 use futures::future::join_all;
 
+use crate::auth::FhirAccess;
 use crate::hooks::template::TokenValues;
 use crate::hooks::{Hook, HookCall, RequestError};
 use crate::knowledge::services::Service;
@@ -53,6 +54,7 @@ pub async fn gather(
     service: &Service,
     needed_types: &BTreeSet<&'static str>,
     client: &FhirClient,
+    access: &FhirAccess,
 ) -> Result<PatientRecord, GatherError> {
     let mut record = PatientRecord::new(call.context.patient_id.clone());
     let values = TokenValues {
@@ -100,7 +102,17 @@ pub async fn gather(
             Some(None) => {}
         }
     }
-    fetch_pending(call, client, pending, &mut record).await?;
+    let server = match &call.fhir_server {
+        Some(server) if !access.permits(server) => {
+            tracing::warn!(
+                host = server.host_str().unwrap_or_default(),
+                "fhirServer is not on the caller's allowlist; using the prefetch only"
+            );
+            None
+        }
+        other => other.as_ref(),
+    };
+    fetch_pending(call, server, client, pending, &mut record).await?;
 
     if let Some(bundle) = call.context.draft_orders {
         let selections =
@@ -129,6 +141,7 @@ pub async fn gather(
 
 async fn fetch_pending(
     call: &HookCall<'_>,
+    server: Option<&url::Url>,
     client: &FhirClient,
     pending: Vec<PendingFetch>,
     record: &mut PatientRecord,
@@ -136,7 +149,7 @@ async fn fetch_pending(
     if pending.is_empty() {
         return Ok(());
     }
-    let (Some(server), Some(authorization)) = (&call.fhir_server, &call.fhir_authorization) else {
+    let (Some(server), Some(authorization)) = (server, &call.fhir_authorization) else {
         for partial in pending.iter().filter(|p| p.next_page_only) {
             record.add_issue(
                 format!("prefetch.{}", partial.key),
@@ -153,7 +166,7 @@ async fn fetch_pending(
         }
         return Err(GatherError::MissingData {
             keys,
-            reason: "they were not prefetched and the request has no fhirServer and fhirAuthorization to fetch them with".to_owned(),
+            reason: "they were not prefetched, and the request has no fhirServer and fhirAuthorization the service may use to fetch them".to_owned(),
         });
     };
     let fetches = pending

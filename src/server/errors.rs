@@ -19,6 +19,9 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// 401: the request is not authenticated; the reason is logged, not sent.
+    #[error("The request is not authenticated.")]
+    Unauthorized,
     /// 404: no such service or path.
     #[error("{0}")]
     NotFound(String),
@@ -56,6 +59,7 @@ impl ApiError {
     fn issue_code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { .. } => "invalid",
+            ApiError::Unauthorized => "login",
             ApiError::NotFound(_) => "not-found",
             ApiError::MethodNotAllowed(_) => "not-supported",
             ApiError::PreconditionFailed(_) => "incomplete",
@@ -70,6 +74,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
@@ -94,7 +99,11 @@ impl ResponseError for ApiError {
         if let Some(expression) = expression {
             issue["expression"] = json!([expression]);
         }
-        HttpResponse::build(self.status_code())
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response
             .content_type("application/json")
             .json(json!({ "resourceType": "OperationOutcome", "issue": [issue] }))
     }

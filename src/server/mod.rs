@@ -14,6 +14,9 @@ use actix_web::{App, HttpServer, web};
 use chrono::{DateTime, Utc};
 use tracing_actix_web::TracingLogger;
 
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, FhirAccess, InMemoryReplayCache};
 use crate::config::Settings;
 use crate::invoke::CdsService;
 
@@ -37,6 +40,19 @@ impl Clock {
     }
 }
 
+/// How callers are authenticated.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Every discovery, invocation and feedback request needs a valid CDS Hooks JWT.
+    Required(Arc<Authenticator>),
+    /// Local trials only (`serve --allow-unauthenticated`): no JWT is checked, a warning is
+    /// logged on every request, and only these FHIR servers may be called.
+    Disabled {
+        /// FHIR servers unauthenticated requests may make the service call.
+        trial_access: FhirAccess,
+    },
+}
+
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -46,6 +62,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The evaluation time source.
     pub clock: Clock,
+    /// Authentication.
+    pub auth: AuthMode,
+    /// The public base URL; a token's `aud` must be this plus the path called.
+    pub public_base_url: String,
 }
 
 /// A bound, not yet running, server.
@@ -55,15 +75,42 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `settings.server.bind` and builds the server.
-    pub fn build(settings: &Settings, service: CdsService) -> std::io::Result<Application> {
-        Self::build_with_clock(settings, service, Clock::System)
+    /// Loads the knowledge, sets up authentication and binds `settings.server.bind`.
+    /// Authentication is required unless `allow_unauthenticated`; with it required and no
+    /// trusted client configured, start-up fails with a message saying what to configure.
+    pub async fn build(
+        settings: &Settings,
+        allow_unauthenticated: bool,
+        clock: Clock,
+    ) -> Result<Application, String> {
+        let service = crate::cli::build_service(settings)?;
+        let auth = if allow_unauthenticated {
+            tracing::warn!(
+                "authentication is DISABLED (--allow-unauthenticated): for local trials only; any caller can use this service"
+            );
+            let trial_access = FhirAccess::to_servers(&settings.auth.trial_fhir_servers, true)
+                .map_err(|e| format!("auth.trial_fhir_servers: {e}"))?;
+            AuthMode::Disabled { trial_access }
+        } else {
+            let authenticator =
+                Authenticator::new(&settings.auth, Arc::new(InMemoryReplayCache::default()))
+                    .await?;
+            if !authenticator.has_clients() {
+                return Err("authentication is required but no trusted client is configured: add an [[auth.clients]] \
+                     section to the configuration (see README), or pass --allow-unauthenticated for a local trial"
+                    .to_owned());
+            }
+            AuthMode::Required(Arc::new(authenticator))
+        };
+        Self::bind(settings, service, auth, clock)
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.server.bind))
     }
 
-    /// Like [`Application::build`], with the evaluation time taken from `clock`.
-    pub fn build_with_clock(
+    /// Binds the listener for an already-built service and authentication mode.
+    pub fn bind(
         settings: &Settings,
         service: CdsService,
+        auth: AuthMode,
         clock: Clock,
     ) -> std::io::Result<Application> {
         let listener = TcpListener::bind(&settings.server.bind)?;
@@ -72,6 +119,8 @@ impl Application {
             service,
             max_body_bytes: settings.server.max_body_bytes,
             clock,
+            auth,
+            public_base_url: settings.server.public_base_url(),
         };
         let origins = settings.server.allowed_origins.clone();
         let mut server = HttpServer::new(move || {

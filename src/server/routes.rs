@@ -2,18 +2,54 @@
 //! check the body, call the [`CdsService`](crate::invoke::CdsService), and map
 //! errors; no clinical logic lives here.
 
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use std::panic::AssertUnwindSafe;
 
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
 
-use super::AppState;
 use super::errors::ApiError;
+use super::{AppState, AuthMode};
+use crate::auth::FhirAccess;
+
+/// Authenticates the request as CDS Hooks requires, before anything else is done.
+/// Returns the FHIR servers the caller may make the service contact.
+async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<FhirAccess, ApiError> {
+    match &state.auth {
+        AuthMode::Disabled { trial_access } => {
+            tracing::warn!(
+                path = request.path(),
+                "unauthenticated request accepted (authentication disabled)"
+            );
+            Ok(trial_access.clone())
+        }
+        AuthMode::Required(authenticator) => {
+            let audience = format!("{}{}", state.public_base_url, request.path());
+            let header = request
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            match authenticator
+                .verify(header, &audience, state.clock.now())
+                .await
+            {
+                Ok(client) => Ok(client.fhir_access.clone()),
+                Err(failure) => {
+                    tracing::warn!(path = request.path(), reason = failure.reason(), detail = %failure, "authentication failed");
+                    Err(ApiError::Unauthorized)
+                }
+            }
+        }
+    }
+}
 
 /// `GET /cds-services`: the service definitions.
-pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+pub async fn discovery(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &request).await?;
     let services: Vec<_> = state
         .service
         .knowledge
@@ -21,7 +57,7 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|s| &s.definition)
         .collect();
-    HttpResponse::Ok().json(json!({ "services": services }))
+    Ok(HttpResponse::Ok().json(json!({ "services": services })))
 }
 
 /// `POST /cds-services/{id}`: a hook invocation.
@@ -31,6 +67,7 @@ pub async fn invoke(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let access = authenticate(&state, &request).await?;
     let service_id = path.into_inner();
     if state.service.knowledge.service(&service_id).is_none() {
         return Err(ApiError::NotFound(format!(
@@ -39,17 +76,22 @@ pub async fn invoke(
     }
     require_json(&request)?;
     let body = read_body(&request, payload, state.max_body_bytes).await?;
-    let invocation = AssertUnwindSafe(state.service.invoke(&service_id, &body, state.clock.now()))
-        .catch_unwind()
-        .await
-        .map_err(|_| {
-            tracing::error!(service = %service_id, "hook evaluation panicked; answered 500");
-            ApiError::Internal
-        })?
-        .map_err(|e| {
-            tracing::info!(service = %service_id, error = %e, "hook request refused");
-            ApiError::from(e)
-        })?;
+    let invocation = AssertUnwindSafe(state.service.invoke(
+        &service_id,
+        &body,
+        state.clock.now(),
+        &access,
+    ))
+    .catch_unwind()
+    .await
+    .map_err(|_| {
+        tracing::error!(service = %service_id, "hook evaluation panicked; answered 500");
+        ApiError::Internal
+    })?
+    .map_err(|e| {
+        tracing::info!(service = %service_id, error = %e, "hook request refused");
+        ApiError::from(e)
+    })?;
     if !invocation.failures.is_empty() {
         tracing::warn!(
             service = %service_id,

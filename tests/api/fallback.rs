@@ -2,12 +2,12 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{FhirTestServer, cards, fixture, rule_id, spawn_app};
+use crate::helpers::{FhirTestServer, TestApp, cards, fixture, rule_id, spawn_app_with};
 
 const TOKEN: &str = "test-access-token";
 
 /// The resources of a fixture's prefetch, flattened.
-fn resources_of(fixture_name: &str) -> Vec<Value> {
+pub fn resources_of(fixture_name: &str) -> Vec<Value> {
     let request = fixture(fixture_name);
     let mut resources = Vec::new();
     for (_, value) in request["prefetch"].as_object().unwrap() {
@@ -22,6 +22,12 @@ fn resources_of(fixture_name: &str) -> Vec<Value> {
     resources
 }
 
+/// The app, allowed (in trial mode) to call `fhir_base` and nothing else.
+async fn app_allowed_to_call(fhir_base: &str) -> TestApp {
+    let base = fhir_base.to_owned();
+    spawn_app_with(move |s| s.auth.trial_fhir_servers = vec![base]).await
+}
+
 fn request_without_prefetch(fixture_name: &str, fhir_server: &str) -> Value {
     let mut request = fixture(fixture_name);
     request.as_object_mut().unwrap().remove("prefetch");
@@ -34,7 +40,7 @@ fn request_without_prefetch(fixture_name: &str, fhir_server: &str) -> Value {
 #[actix_web::test]
 async fn missing_prefetch_is_fetched_with_the_bearer_token_and_substituted_queries() {
     let fhir = FhirTestServer::start(resources_of("diuretic-low-magnesium-mmol.fire"), 50).await;
-    let app = spawn_app().await;
+    let app = app_allowed_to_call(&fhir.base_url).await;
     let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &fhir.base_url);
     let response = app
         .post_hook(
@@ -94,7 +100,7 @@ async fn next_links_are_followed_so_a_result_on_page_two_counts() {
         "subject": {"reference": "Patient/pat-1"}, "effectiveDateTime": "2026-03-01T08:00:00Z",
         "valueQuantity": {"value": 0.85, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}}));
     let fhir = FhirTestServer::start(resources, 1).await;
-    let app = spawn_app().await;
+    let app = app_allowed_to_call(&fhir.base_url).await;
     let mut body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &fhir.base_url);
     let mut prefetch = fixture("diuretic-low-magnesium-mmol.fire")["prefetch"].clone();
     prefetch.as_object_mut().unwrap().remove("observations");
@@ -122,7 +128,7 @@ async fn next_links_are_followed_so_a_result_on_page_two_counts() {
 #[actix_web::test]
 async fn an_operation_outcome_in_the_prefetch_is_replaced_by_a_fetch() {
     let fhir = FhirTestServer::start(resources_of("cirrhosis-cramps.fire"), 50).await;
-    let app = spawn_app().await;
+    let app = app_allowed_to_call(&fhir.base_url).await;
     let mut body = fixture("cirrhosis-cramps.fire");
     body["prefetch"]["conditions"] = json!({"resourceType": "OperationOutcome",
         "issue": [{"severity": "error", "code": "timeout", "diagnostics": "search timed out"}]});
@@ -147,11 +153,9 @@ async fn a_fhir_server_that_is_down_gives_a_412() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let app = spawn_app().await;
-    let body = request_without_prefetch(
-        "diuretic-low-magnesium-mmol.fire",
-        &format!("http://127.0.0.1:{closed_port}/fhir"),
-    );
+    let base = format!("http://127.0.0.1:{closed_port}/fhir");
+    let app = app_allowed_to_call(&base).await;
+    let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &base);
     let response = app
         .post_hook(
             "cramp-numbness-patient-view",
@@ -166,4 +170,19 @@ async fn a_fhir_server_that_is_down_gives_a_412() {
         "{diagnostics}"
     );
     assert!(!diagnostics.contains(TOKEN));
+}
+
+#[actix_web::test]
+async fn a_fhir_server_off_the_allowlist_is_never_contacted_and_the_answer_is_412() {
+    let fhir = FhirTestServer::start(resources_of("diuretic-low-magnesium-mmol.fire"), 50).await;
+    let app = app_allowed_to_call("https://ehr.example/fhir").await;
+    let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &fhir.base_url);
+    let response = app
+        .post_hook(
+            "cramp-numbness-patient-view",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 412);
+    assert!(fhir.received().is_empty(), "{:?}", fhir.received());
 }

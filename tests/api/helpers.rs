@@ -39,9 +39,31 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // The same public URL `evaluate` uses by default, so cards compare equal.
     settings.server.public_base_url = Some("http://127.0.0.1:8080".to_owned());
     configure(&mut settings);
-    let service = cramp_cds::cli::build_service(&settings).expect("knowledge loads");
-    let app =
-        Application::build_with_clock(&settings, service, Clock::Fixed(now())).expect("app binds");
+    start(&settings, true).await
+}
+
+/// Starts the app with authentication required, as `serve` runs it by default.
+pub async fn spawn_authenticated_app(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings::default();
+    settings.server.workers = Some(1);
+    settings.fhir.timeout_ms = 2_000;
+    configure(&mut settings);
+    start(&settings, false).await
+}
+
+async fn start(settings: &Settings, allow_unauthenticated: bool) -> TestApp {
+    let mut settings = settings.clone();
+    // Pick the port first so the public base URL (the JWT audience) can name it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    settings.server.bind = format!("127.0.0.1:{port}");
+    if settings.server.public_base_url.is_none() {
+        settings.server.public_base_url = Some(format!("http://127.0.0.1:{port}"));
+    }
+    let app = Application::build(&settings, allow_unauthenticated, Clock::Fixed(now()))
+        .await
+        .expect("app starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {

@@ -1,6 +1,7 @@
 //! HTTP in, HTTP out: the real actix-web application, started on a free port.
 //! One test binary, one file per feature.
 
+mod auth;
 mod cli;
 mod discovery;
 mod errors;

@@ -1,0 +1,375 @@
+//! Authenticating EHRs the CDS Hooks way (2.0 §6): a signed JWT in
+//! `Authorization: Bearer`, from a configured trusted issuer, verified with the
+//! issuer's JWK Set, addressed to the exact endpoint called, fresh, short-lived
+//! and never replayed. Not for deciding what a caller may see: every trusted
+//! client gets the same cards. A failure's reason is logged (without the token)
+//! and the caller gets a bare 401.
+
+pub mod fhir_access;
+pub mod keys;
+pub mod replay;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::{Deserialize, Serialize};
+
+pub use fhir_access::FhirAccess;
+use keys::{KeySource, KeyStore};
+pub use replay::{InMemoryReplayCache, ReplayCache};
+
+/// Authentication settings (`[auth]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Signing algorithms accepted (ES384 and RS384 by default; `none` and HS* are never accepted).
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `iat`, in seconds.
+    pub leeway_seconds: i64,
+    /// Longest accepted token lifetime (`exp - iat`), in seconds.
+    pub max_lifetime_seconds: i64,
+    /// Least time between two fetches of a JWK Set URL (when a `kid` is unknown), in seconds.
+    pub jwks_min_refresh_seconds: u64,
+    /// Timeout of a JWK Set fetch, in milliseconds.
+    pub jwks_timeout_ms: u64,
+    /// The trusted CDS clients.
+    pub clients: Vec<ClientSettings>,
+    /// FHIR servers the service may call for unauthenticated requests (only with `serve --allow-unauthenticated`).
+    pub trial_fhir_servers: Vec<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            algorithms: vec!["ES384".to_owned(), "RS384".to_owned()],
+            leeway_seconds: 30,
+            max_lifetime_seconds: 3600,
+            jwks_min_refresh_seconds: 60,
+            jwks_timeout_ms: 3000,
+            clients: Vec::new(),
+            trial_fhir_servers: Vec::new(),
+        }
+    }
+}
+
+/// One trusted CDS client (`[[auth.clients]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    /// The `iss` its tokens carry.
+    pub issuer: String,
+    /// A file holding its JWK Set.
+    pub jwks_file: Option<String>,
+    /// A URL serving its JWK Set.
+    pub jwks_url: Option<String>,
+    /// `jku` header values honoured for this client; any other `jku` is refused and never fetched.
+    #[serde(default)]
+    pub allowed_jku: Vec<String>,
+    /// FHIR servers the service may call with this client's `fhirAuthorization`.
+    #[serde(default)]
+    pub fhir_servers: Vec<String>,
+    /// Whether `http` FHIR servers may be listed (test systems only).
+    #[serde(default)]
+    pub allow_http_fhir: bool,
+    /// When set, the token's `tenant` must equal it.
+    pub tenant: Option<String>,
+}
+
+/// A client whose token was verified.
+#[derive(Debug)]
+pub struct TrustedClient {
+    /// Its issuer.
+    pub issuer: String,
+    keys: KeySource,
+    allowed_jku: Vec<String>,
+    tenant: Option<String>,
+    /// The FHIR servers it may make the service call.
+    pub fhir_access: FhirAccess,
+}
+
+/// Why a request was not authenticated (logged, never sent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    /// No `Authorization: Bearer` header.
+    #[error("no bearer token")]
+    MissingToken,
+    /// The token is not a well-formed JWT, or its `alg` is unknown (such as `none`).
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// The `alg` is not in the allowlist.
+    #[error("algorithm {0} is not allowed")]
+    AlgorithmNotAllowed(String),
+    /// `typ` is not `JWT`.
+    #[error("typ header is not JWT")]
+    WrongType,
+    /// No `kid` header.
+    #[error("no kid header")]
+    MissingKeyId,
+    /// `iss` is not a trusted client.
+    #[error("issuer {0:?} is not a trusted client")]
+    UnknownIssuer(String),
+    /// `jku` is not on the client's allowlist.
+    #[error("jku {0} is not on the client's allowlist")]
+    JkuNotAllowed(String),
+    /// No key with this `kid`.
+    #[error("no key with kid {0:?}")]
+    UnknownKey(String),
+    /// The signature does not verify with the key.
+    #[error("invalid signature")]
+    BadSignature,
+    /// `aud` is not this endpoint.
+    #[error("audience is not this endpoint")]
+    WrongAudience,
+    /// A required claim is missing or ill-formed.
+    #[error("claims: {0}")]
+    BadClaims(String),
+    /// `exp` has passed.
+    #[error("token expired")]
+    Expired,
+    /// `iat` is in the future.
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `exp - iat` is above the maximum.
+    #[error("token lifetime above the maximum")]
+    LifetimeTooLong,
+    /// `tenant` does not match the client's.
+    #[error("tenant does not match")]
+    TenantMismatch,
+    /// The `jti` was seen before.
+    #[error("jti replayed")]
+    Replayed,
+    /// The replay cache could not be consulted.
+    #[error("replay cache unavailable: {0}")]
+    ReplayCacheUnavailable(String),
+}
+
+impl AuthFailure {
+    /// A short label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthFailure::MissingToken => "missing_token",
+            AuthFailure::Malformed(_) => "malformed",
+            AuthFailure::AlgorithmNotAllowed(_) => "algorithm",
+            AuthFailure::WrongType => "typ",
+            AuthFailure::MissingKeyId => "kid_missing",
+            AuthFailure::UnknownIssuer(_) => "issuer",
+            AuthFailure::JkuNotAllowed(_) => "jku",
+            AuthFailure::UnknownKey(_) => "kid_unknown",
+            AuthFailure::BadSignature => "signature",
+            AuthFailure::WrongAudience => "audience",
+            AuthFailure::BadClaims(_) => "claims",
+            AuthFailure::Expired => "expired",
+            AuthFailure::IssuedInFuture => "iat_future",
+            AuthFailure::LifetimeTooLong => "lifetime",
+            AuthFailure::TenantMismatch => "tenant",
+            AuthFailure::Replayed => "replay",
+            AuthFailure::ReplayCacheUnavailable(_) => "replay_cache",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UnverifiedIssuer {
+    iss: Option<String>,
+}
+
+/// The claims CDS Hooks requires; `jti` and `iat` are required here because
+/// jsonwebtoken does not enforce them.
+#[derive(Debug, Deserialize)]
+struct CdsClaims {
+    iss: String,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    tenant: Option<String>,
+}
+
+/// Verifies CDS Hooks JWTs.
+#[derive(Debug)]
+pub struct Authenticator {
+    algorithms: Vec<Algorithm>,
+    leeway: i64,
+    max_lifetime: i64,
+    clients: Vec<Arc<TrustedClient>>,
+    keys: KeyStore,
+    replay: Arc<dyn ReplayCache>,
+}
+
+impl Authenticator {
+    /// Builds the authenticator from settings, reading JWK Set files now (a broken file is an error).
+    pub async fn new(
+        settings: &AuthSettings,
+        replay: Arc<dyn ReplayCache>,
+    ) -> Result<Authenticator, String> {
+        let mut algorithms = Vec::new();
+        for name in &settings.algorithms {
+            let algorithm: Algorithm = name
+                .parse()
+                .map_err(|_| format!("auth.algorithms: '{name}' is not a JWS algorithm"))?;
+            if matches!(
+                algorithm,
+                Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+            ) {
+                return Err(format!(
+                    "auth.algorithms: '{name}' is symmetric, which CDS Hooks forbids"
+                ));
+            }
+            algorithms.push(algorithm);
+        }
+        let keys = KeyStore::new(
+            Duration::from_millis(settings.jwks_timeout_ms),
+            Duration::from_secs(settings.jwks_min_refresh_seconds),
+        )?;
+        let mut clients = Vec::new();
+        let mut issuers = HashSet::new();
+        for client in &settings.clients {
+            let context = |e: String| format!("auth.clients '{}': {e}", client.issuer);
+            if !issuers.insert(client.issuer.clone()) {
+                return Err(context("the issuer is listed twice".to_owned()));
+            }
+            let source = match (&client.jwks_file, &client.jwks_url) {
+                (Some(file), None) => {
+                    keys.load_file(file).await.map_err(context)?;
+                    KeySource::File(file.clone())
+                }
+                (None, Some(url)) => {
+                    if !url.starts_with("https://") && !url.starts_with("http://") {
+                        return Err(context(format!("jwks_url '{url}' is not an absolute URL")));
+                    }
+                    KeySource::Url(url.clone())
+                }
+                _ => {
+                    return Err(context(
+                        "set exactly one of jwks_file and jwks_url".to_owned(),
+                    ));
+                }
+            };
+            let fhir_access = FhirAccess::to_servers(&client.fhir_servers, client.allow_http_fhir)
+                .map_err(context)?;
+            clients.push(Arc::new(TrustedClient {
+                issuer: client.issuer.clone(),
+                keys: source,
+                allowed_jku: client.allowed_jku.clone(),
+                tenant: client.tenant.clone(),
+                fhir_access,
+            }));
+        }
+        Ok(Authenticator {
+            algorithms,
+            leeway: settings.leeway_seconds,
+            max_lifetime: settings.max_lifetime_seconds,
+            clients,
+            keys,
+            replay,
+        })
+    }
+
+    /// Whether any client is configured.
+    pub fn has_clients(&self) -> bool {
+        !self.clients.is_empty()
+    }
+
+    /// Verifies the `Authorization` header of a request to `audience` (the exact URL called).
+    pub async fn verify(
+        &self,
+        authorization: Option<&str>,
+        audience: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<TrustedClient>, AuthFailure> {
+        let token = authorization
+            .and_then(|value| {
+                let (scheme, token) = value.trim().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthFailure::MissingToken)?;
+        let header = decode_header(token).map_err(|e| AuthFailure::Malformed(e.to_string()))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(AuthFailure::AlgorithmNotAllowed(format!(
+                "{:?}",
+                header.alg
+            )));
+        }
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
+        {
+            return Err(AuthFailure::WrongType);
+        }
+        let kid = header.kid.clone().ok_or(AuthFailure::MissingKeyId)?;
+        let issuer = jsonwebtoken::dangerous::insecure_decode_claims::<UnverifiedIssuer>(token)
+            .map_err(|e| AuthFailure::Malformed(e.to_string()))?
+            .iss
+            .unwrap_or_default();
+        let client = self
+            .clients
+            .iter()
+            .find(|c| c.issuer == issuer)
+            .cloned()
+            .ok_or_else(|| AuthFailure::UnknownIssuer(issuer.clone()))?;
+        let source = match &header.jku {
+            Some(jku) if client.allowed_jku.contains(jku) => KeySource::Url(jku.clone()),
+            Some(jku) => return Err(AuthFailure::JkuNotAllowed(jku.clone())),
+            None => client.keys.clone(),
+        };
+        let jwk = self
+            .keys
+            .key(&source, &kid)
+            .await
+            .ok_or_else(|| AuthFailure::UnknownKey(kid.clone()))?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|_| AuthFailure::UnknownKey(kid.clone()))?;
+
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false; // checked below against the service's clock
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&[&client.issuer]);
+        validation.set_required_spec_claims(&["iss", "aud"]);
+        let claims = decode::<CdsClaims>(token, &key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthFailure::BadSignature,
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => AuthFailure::WrongAudience,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
+                | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => AuthFailure::BadSignature,
+                _ => AuthFailure::BadClaims(e.to_string()),
+            })?
+            .claims;
+
+        let now_seconds = now.timestamp();
+        if claims.exp <= now_seconds - self.leeway {
+            return Err(AuthFailure::Expired);
+        }
+        if claims.iat > now_seconds + self.leeway {
+            return Err(AuthFailure::IssuedInFuture);
+        }
+        if claims.exp - claims.iat > self.max_lifetime {
+            return Err(AuthFailure::LifetimeTooLong);
+        }
+        if claims.jti.trim().is_empty() {
+            return Err(AuthFailure::BadClaims("jti is empty".to_owned()));
+        }
+        if let Some(tenant) = &client.tenant
+            && claims.tenant.as_deref() != Some(tenant.as_str())
+        {
+            return Err(AuthFailure::TenantMismatch);
+        }
+        let expires_at = Utc
+            .timestamp_opt(claims.exp, 0)
+            .single()
+            .ok_or_else(|| AuthFailure::BadClaims("exp out of range".to_owned()))?;
+        let fresh = self
+            .replay
+            .remember(&claims.iss, &claims.jti, expires_at, now)
+            .await
+            .map_err(AuthFailure::ReplayCacheUnavailable)?;
+        if !fresh {
+            return Err(AuthFailure::Replayed);
+        }
+        Ok(client)
+    }
+}

@@ -1,0 +1,82 @@
+//! The JWT replay cache: a `jti` is accepted once per issuer until the token
+//! expires. In memory here; a shared database implementation lets several
+//! instances reject a token replayed against any of them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
+/// Remembers the `jti`s it has seen.
+pub trait ReplayCache: Send + Sync + std::fmt::Debug {
+    /// Records `(issuer, jti)` until `expires_at`; `Ok(true)` when it had not been seen, `Ok(false)` for a replay.
+    fn remember<'a>(
+        &'a self,
+        issuer: &'a str,
+        jti: &'a str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+}
+
+/// A replay cache in this process's memory; expired entries are dropped as new ones arrive.
+#[derive(Debug, Default)]
+pub struct InMemoryReplayCache {
+    seen: Mutex<HashMap<(String, String), DateTime<Utc>>>,
+}
+
+impl ReplayCache for InMemoryReplayCache {
+    fn remember<'a>(
+        &'a self,
+        issuer: &'a str,
+        jti: &'a str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        let result = (|| {
+            let mut seen = self
+                .seen
+                .lock()
+                .map_err(|_| "replay cache poisoned".to_owned())?;
+            if seen.len() > 1024 {
+                seen.retain(|_, expiry| *expiry > now);
+            }
+            let key = (issuer.to_owned(), jti.to_owned());
+            match seen.get(&key) {
+                Some(expiry) if *expiry > now => Ok(false),
+                _ => {
+                    seen.insert(key, expires_at);
+                    Ok(true)
+                }
+            }
+        })();
+        Box::pin(async move { result })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[tokio::test]
+    async fn a_jti_is_accepted_once_per_issuer_until_it_expires() {
+        let cache = InMemoryReplayCache::default();
+        let now = Utc::now();
+        let exp = now + Duration::minutes(5);
+        assert!(cache.remember("a", "1", exp, now).await.unwrap());
+        assert!(!cache.remember("a", "1", exp, now).await.unwrap());
+        assert!(
+            cache.remember("b", "1", exp, now).await.unwrap(),
+            "another issuer"
+        );
+        let later = exp + Duration::seconds(1);
+        assert!(
+            cache
+                .remember("a", "1", later + Duration::minutes(5), later)
+                .await
+                .unwrap()
+        );
+    }
+}

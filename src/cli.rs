@@ -57,12 +57,28 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
         format: OutputFormat,
+        /// Also say which cards were suppressed by clinicians' overrides (reads store.database_url)
+        /// and which rules yielded to others, failed, or met unusable data.
+        #[arg(long)]
+        explain: bool,
     },
     /// Print the rule catalog as Markdown (the content of docs/rules.md).
     Docs {
         /// A directory laid out like cds-hooks/ (the configured or built-in knowledge when unset).
         #[arg(long)]
         knowledge: Option<PathBuf>,
+    },
+    /// Print the override-rate report from the database.
+    Report {
+        /// Only cards and feedback from this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// A TOML configuration file (for store.database_url).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Load and validate the knowledge; exit non-zero naming the file and the problem.
     Check {
@@ -73,6 +89,27 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+/// How `report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A table.
+    Text,
+    /// JSON.
+    Json,
+    /// CSV.
+    Csv,
+}
+
+/// Parses a `--since` value: a date (midnight UTC) or an RFC 3339 date-time.
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|d| d.to_utc())
+        .map_err(|_| format!("'{text}' is neither a date (YYYY-MM-DD) nor an RFC 3339 date-time"))
 }
 
 /// How `evaluate` prints its result.
@@ -105,6 +142,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             service,
             config,
             format,
+            explain,
         } => {
             let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
             let now = match now {
@@ -124,10 +162,55 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
-            let invocation = runtime
-                .block_on(cds.invoke(&service_id, &body, now, &FhirAccess::any()))
-                .map_err(|e| describe_invoke_error(&e))?;
+            let invocation = runtime.block_on(async {
+                let cds = if explain {
+                    let store = crate::store::Store::connect(&settings.store)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let history = crate::store::history::History::start(
+                        store,
+                        &settings.store,
+                        settings.suppression.clone(),
+                    );
+                    cds.with_history(history, false)
+                } else {
+                    cds
+                };
+                cds.invoke(&service_id, &body, now, &FhirAccess::any())
+                    .await
+                    .map_err(|e| describe_invoke_error(&e))
+            })?;
             print_invocation(&invocation, format);
+            if explain {
+                print_explanation(&invocation, format);
+            }
+            Ok(())
+        }
+        Command::Report {
+            since,
+            format,
+            config,
+        } => {
+            let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))?;
+            let report = runtime.block_on(async {
+                let store = crate::store::Store::connect(&settings.store)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                store.report(since).await.map_err(|e| e.to_string())
+            })?;
+            match format {
+                ReportFormat::Text => print!("{}", report.to_text()),
+                ReportFormat::Csv => print!("{}", report.to_csv()),
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+            }
             Ok(())
         }
         Command::Docs { knowledge } => {
@@ -236,12 +319,37 @@ fn print_invocation(invocation: &Invocation, format: OutputFormat) {
                     println!("    suggestion: {}", suggestion.label);
                 }
             }
-            for (rule, winner) in &invocation.yielded {
-                println!("(rule {rule} yielded to {winner})");
-            }
-            for failure in &invocation.failures {
-                println!("(rule {} failed: {})", failure.rule_id, failure.message);
-            }
+        }
+    }
+}
+
+/// What `--explain` adds: suppressed cards, yielded rules, failed rules and unusable data.
+fn print_explanation(invocation: &Invocation, format: OutputFormat) {
+    let mut lines = Vec::new();
+    for snooze in &invocation.suppressed {
+        lines.push(format!(
+            "suppressed: {} (overridden as '{}'; snoozed until {})",
+            snooze.rule_id,
+            snooze.reason_code,
+            snooze.until.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    for (rule, winner) in &invocation.yielded {
+        lines.push(format!("yielded: {rule} (to {winner}, which fired)"));
+    }
+    for failure in &invocation.failures {
+        lines.push(format!("failed: {} ({})", failure.rule_id, failure.message));
+    }
+    for issue in &invocation.data_issues {
+        lines.push(format!("data not used: {issue}"));
+    }
+    if lines.is_empty() {
+        lines.push("nothing was suppressed, yielded or skipped".to_owned());
+    }
+    for line in lines {
+        match format {
+            OutputFormat::Text => println!("{line}"),
+            OutputFormat::Json => eprintln!("{line}"),
         }
     }
 }

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::auth::AuthSettings;
 use crate::fhir::FhirClientSettings;
 use crate::knowledge::KnowledgeSource;
+use crate::store::StoreSettings;
+use crate::store::history::SuppressionSettings;
 
 /// All settings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -25,6 +27,20 @@ pub struct Settings {
     pub log: LogSettings,
     /// Authentication of CDS clients.
     pub auth: AuthSettings,
+    /// The database.
+    pub store: StoreSettings,
+    /// Override-based suppression.
+    pub suppression: SuppressionSettings,
+    /// Administration endpoints.
+    pub admin: AdminSettings,
+}
+
+/// Administration settings (`[admin]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Bearer token for `GET /admin/report`; the endpoint is off when unset.
+    pub token: Option<String>,
 }
 
 /// HTTP server settings.
@@ -136,7 +152,7 @@ impl Settings {
         figment
             .merge(
                 Env::prefixed("CRAMP_CDS_")
-                    .filter(|key| !key.as_str().starts_with("test_"))
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
                     .split("__"),
             )
             .extract()

@@ -15,6 +15,9 @@ use crate::fhir::{FhirClient, GatherError, gather};
 use crate::hooks::response::CdsResponse;
 use crate::hooks::{RequestError, parse_hook_call};
 use crate::knowledge::Knowledge;
+use crate::knowledge::rule::Indicator;
+use crate::store::IssuedCard;
+use crate::store::history::{History, Snooze};
 
 /// Why an invocation could not be answered with cards.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -55,6 +58,8 @@ pub struct Invocation {
     pub failures: Vec<RuleFailure>,
     /// Data problems found in the request.
     pub data_issues: Vec<String>,
+    /// Cards not shown because a clinician snoozed their rule for this patient.
+    pub suppressed: Vec<Snooze>,
 }
 
 /// The CDS service: knowledge plus FHIR access.
@@ -64,6 +69,8 @@ pub struct CdsService {
     pub knowledge: Arc<Knowledge>,
     fhir: FhirClient,
     public_base_url: String,
+    history: Option<History>,
+    record_cards: bool,
 }
 
 impl CdsService {
@@ -74,7 +81,21 @@ impl CdsService {
             knowledge,
             fhir,
             public_base_url,
+            history: None,
+            record_cards: false,
         }
+    }
+
+    /// Uses `history` for suppression, and records issued cards in it when `record_cards`.
+    pub fn with_history(mut self, history: History, record_cards: bool) -> Self {
+        self.history = Some(history);
+        self.record_cards = record_cards;
+        self
+    }
+
+    /// The history, when the service has one.
+    pub fn history(&self) -> Option<&History> {
+        self.history.as_ref()
     }
 
     /// Answers the request `body` sent to service `service_id`, as of `now`, calling only
@@ -95,10 +116,34 @@ impl CdsService {
         let record = gather(&call, service, &needed, &self.fhir, access)
             .instrument(tracing::debug_span!("gather_patient_data"))
             .await?;
-        let evaluation = {
+        let mut evaluation = {
             let _span = tracing::debug_span!("evaluate_rules").entered();
             Engine::new(&self.knowledge).evaluate(&record, call.hook, now)
         };
+        let patient_hash = self
+            .history
+            .as_ref()
+            .map(|h| h.patient_hash(&call.context.patient_id));
+        let mut suppressed = Vec::new();
+        if let (Some(history), Some(hash)) = (&self.history, &patient_hash)
+            && evaluation
+                .findings
+                .iter()
+                .any(|f| f.indicator < Indicator::Critical)
+        {
+            let snoozes = history.snoozes(hash, now).await;
+            evaluation.findings.retain(|finding| {
+                let snooze = snoozes.iter().find(|s| s.rule_id == finding.rule.id);
+                match snooze {
+                    // Critical cards are never suppressed.
+                    Some(snooze) if finding.indicator < Indicator::Critical => {
+                        suppressed.push(snooze.clone());
+                        false
+                    }
+                    _ => true,
+                }
+            });
+        }
         let context = CardContext {
             patient_id: &call.context.patient_id,
             encounter_id: call.context.encounter_id.as_deref(),
@@ -118,9 +163,34 @@ impl CdsService {
         tracing::debug!(
             hook = %call.hook,
             cards = cards.len(),
+            suppressed = suppressed.len(),
             data_issues = record.issues.len(),
             "hook evaluated"
         );
+        if self.record_cards
+            && let (Some(history), Some(hash)) = (&self.history, patient_hash)
+        {
+            history.record(
+                cards
+                    .iter()
+                    .map(|card| IssuedCard {
+                        card_uuid: card.uuid.clone(),
+                        service_id: service_id.to_owned(),
+                        rule_id: card
+                            .source
+                            .topic
+                            .as_ref()
+                            .map(|t| t.code.clone())
+                            .unwrap_or_default(),
+                        indicator: card.indicator.as_str().to_owned(),
+                        hook_instance: call.hook_instance.clone(),
+                        patient_hash: hash.clone(),
+                        issued_at: now,
+                        suggestion_uuids: card.suggestions.iter().map(|s| s.uuid.clone()).collect(),
+                    })
+                    .collect(),
+            );
+        }
         Ok(Invocation {
             response: CdsResponse { cards },
             yielded: evaluation.yielded,
@@ -130,6 +200,7 @@ impl CdsService {
                 .iter()
                 .map(|i| format!("{}: {}", i.location, i.problem))
                 .collect(),
+            suppressed,
         })
     }
 }

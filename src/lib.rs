@@ -16,4 +16,5 @@ pub mod hooks;
 pub mod invoke;
 pub mod knowledge;
 pub mod server;
+pub mod store;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! The CDS Hooks protocol: hooks, the request and its validation, the response
 //! and card types, and prefetch templates. No clinical logic lives here.
 
+pub mod feedback;
 mod hook;
 pub mod request;
 pub mod response;

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// 415: not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 503: a dependency (the database) is unavailable; the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: something failed inside; the details are logged, not sent.
     #[error("internal error")]
     Internal,
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => "incomplete",
             ApiError::PayloadTooLarge(_) => "too-costly",
             ApiError::UnsupportedMediaType(_) => "structure",
+            ApiError::Unavailable(_) => "transient",
             ApiError::Internal => "exception",
         }
     }
@@ -80,6 +84,7 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

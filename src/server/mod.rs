@@ -16,9 +16,11 @@ use tracing_actix_web::TracingLogger;
 
 use std::sync::Arc;
 
-use crate::auth::{Authenticator, FhirAccess, InMemoryReplayCache};
+use crate::auth::{Authenticator, FhirAccess};
 use crate::config::Settings;
 use crate::invoke::CdsService;
+use crate::store::Store;
+use crate::store::history::History;
 
 /// Where the evaluation time comes from.
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,6 +68,8 @@ pub struct AppState {
     pub auth: AuthMode,
     /// The public base URL; a token's `aud` must be this plus the path called.
     pub public_base_url: String,
+    /// The bearer token of the admin endpoints; they are off when `None`.
+    pub admin_token: Option<String>,
 }
 
 /// A bound, not yet running, server.
@@ -83,7 +87,11 @@ impl Application {
         allow_unauthenticated: bool,
         clock: Clock,
     ) -> Result<Application, String> {
-        let service = crate::cli::build_service(settings)?;
+        let store = Store::connect(&settings.store)
+            .await
+            .map_err(|e| format!("{e} ({})", redact_url(&settings.store.database_url)))?;
+        let history = History::start(store.clone(), &settings.store, settings.suppression.clone());
+        let service = crate::cli::build_service(settings)?.with_history(history, true);
         let auth = if allow_unauthenticated {
             tracing::warn!(
                 "authentication is DISABLED (--allow-unauthenticated): for local trials only; any caller can use this service"
@@ -92,9 +100,8 @@ impl Application {
                 .map_err(|e| format!("auth.trial_fhir_servers: {e}"))?;
             AuthMode::Disabled { trial_access }
         } else {
-            let authenticator =
-                Authenticator::new(&settings.auth, Arc::new(InMemoryReplayCache::default()))
-                    .await?;
+            // The replay cache lives in the database, so instances sharing it share the cache.
+            let authenticator = Authenticator::new(&settings.auth, Arc::new(store)).await?;
             if !authenticator.has_clients() {
                 return Err("authentication is required but no trusted client is configured: add an [[auth.clients]] \
                      section to the configuration (see README), or pass --allow-unauthenticated for a local trial"
@@ -121,6 +128,7 @@ impl Application {
             clock,
             auth,
             public_base_url: settings.server.public_base_url(),
+            admin_token: settings.admin.token.clone().filter(|t| !t.is_empty()),
         };
         let origins = settings.server.allowed_origins.clone();
         let mut server = HttpServer::new(move || {
@@ -165,8 +173,23 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .default_service(web::to(routes::method_not_allowed)),
         )
         .service(
+            web::resource("/cds-services/{id}/feedback")
+                .route(web::post().to(routes::feedback))
+                .default_service(web::to(routes::method_not_allowed)),
+        )
+        .service(
+            web::resource("/admin/report")
+                .route(web::get().to(routes::admin_report))
+                .default_service(web::to(routes::method_not_allowed)),
+        )
+        .service(
             web::resource("/rules/{id}")
                 .route(web::get().to(routes::rule_page))
+                .default_service(web::to(routes::method_not_allowed)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(routes::metrics))
                 .default_service(web::to(routes::method_not_allowed)),
         )
         .service(
@@ -191,4 +214,15 @@ fn cors(origins: &[String]) -> Cors {
         }
     }
     cors
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }

@@ -102,6 +102,103 @@ pub async fn invoke(
     Ok(HttpResponse::Ok().json(invocation.response))
 }
 
+/// `POST /cds-services/{id}/feedback`: what the clinician did with cards.
+pub async fn feedback(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &request).await?;
+    let service_id = path.into_inner();
+    if state.service.knowledge.service(&service_id).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "no CDS Service has the id '{service_id}'"
+        )));
+    }
+    require_json(&request)?;
+    let body = read_body(&request, payload, state.max_body_bytes).await?;
+    let entries = crate::hooks::feedback::parse_feedback(&body, &service_id).map_err(|e| {
+        ApiError::BadRequest {
+            field: e.field,
+            message: e.message,
+        }
+    })?;
+    let history = state.service.history().ok_or(ApiError::Internal)?;
+    // Cards issued moments ago may still be queued: write them first so they count as known.
+    history.flush().await;
+    let unknown = history
+        .store()
+        .write_feedback(&entries, state.clock.now())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "feedback could not be stored");
+            ApiError::Unavailable("the feedback could not be stored; send it again".to_owned())
+        })?;
+    if !unknown.is_empty() {
+        tracing::info!(service = %service_id, unknown = unknown.len(), "feedback for cards this service never issued");
+    }
+    Ok(HttpResponse::Ok().json(json!({ "stored": entries.len(), "unknownCards": unknown })))
+}
+
+/// `GET /admin/report`: the override-rate report, for the admin bearer token only.
+pub async fn admin_report(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<ReportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(expected) = &state.admin_token else {
+        return Err(ApiError::NotFound(
+            "the admin endpoints are off: set admin.token".to_owned(),
+        ));
+    };
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        tracing::warn!("admin report refused: wrong or missing admin token");
+        return Err(ApiError::Unauthorized);
+    }
+    let since = query
+        .since
+        .as_deref()
+        .map(crate::cli::parse_since)
+        .transpose()
+        .map_err(|message| ApiError::BadRequest {
+            field: "since".to_owned(),
+            message,
+        })?;
+    let history = state.service.history().ok_or(ApiError::Internal)?;
+    history.flush().await;
+    let report = history.store().report(since).await.map_err(|e| {
+        tracing::error!(error = %e, "report failed");
+        ApiError::Unavailable("the report could not be built".to_owned())
+    })?;
+    Ok(match query.format.as_deref() {
+        Some("csv") => HttpResponse::Ok()
+            .content_type("text/csv")
+            .body(report.to_csv()),
+        Some("text") => HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(report.to_text()),
+        _ => HttpResponse::Ok().json(report),
+    })
+}
+
+/// Query of `GET /admin/report`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ReportQuery {
+    since: Option<String>,
+    format: Option<String>,
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// `GET /rules/{id}`: how a rule decides, for the clinician who follows a card's link.
 pub async fn rule_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
     let knowledge = &state.service.knowledge;
@@ -111,6 +208,36 @@ pub async fn rule_page(state: web::Data<AppState>, path: web::Path<String>) -> H
             .body(crate::docs::rule_html(rule, knowledge)),
         None => ApiError::NotFound(format!("no rule has the id '{path}'")).error_response(),
     }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut out = String::new();
+    if let Some(history) = state.service.history() {
+        out.push_str("# HELP cramp_cds_history_queue_depth Issued cards waiting to be written.\n");
+        out.push_str("# TYPE cramp_cds_history_queue_depth gauge\n");
+        out.push_str(&format!(
+            "cramp_cds_history_queue_depth {}\n",
+            history.queue_depth()
+        ));
+        out.push_str("# HELP cramp_cds_history_dropped_total Issued cards dropped because the history queue was full.\n");
+        out.push_str("# TYPE cramp_cds_history_dropped_total counter\n");
+        out.push_str(&format!(
+            "cramp_cds_history_dropped_total {}\n",
+            history.dropped()
+        ));
+        out.push_str(
+            "# HELP cramp_cds_history_written_total Issued cards written to the database.\n",
+        );
+        out.push_str("# TYPE cramp_cds_history_written_total counter\n");
+        out.push_str(&format!(
+            "cramp_cds_history_written_total {}\n",
+            history.written()
+        ));
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out)
 }
 
 /// `GET /health`: the process is up.

@@ -679,3 +679,31 @@ async fn the_sandbox_example_configuration_loads_and_trusts_the_sandbox() {
     .unwrap();
     assert!(authenticator.has_clients());
 }
+
+#[actix_web::test]
+async fn the_feedback_endpoint_needs_a_token_for_its_own_url() {
+    let setup = setup().await;
+    let path = "/cds-services/cramp-numbness-patient-view/feedback";
+    let body = json!({"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-01T12:00:00Z"}]});
+    let send = |authorization: Option<String>| {
+        let mut request = setup
+            .app
+            .http
+            .post(format!("{}{path}", setup.app.address))
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(&body).unwrap());
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        request.send()
+    };
+    assert_eq!(send(None).await.unwrap().status(), 401);
+    let wrong_audience = Token::es384(&setup.app, PATIENT_VIEW);
+    assert_eq!(send(bearer(&wrong_audience)).await.unwrap().status(), 401);
+    for token in [
+        Token::es384(&setup.app, path),
+        Token::rs384(&setup.app, path),
+    ] {
+        assert_eq!(send(bearer(&token)).await.unwrap().status(), 200);
+    }
+}

@@ -39,7 +39,41 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // The same public URL `evaluate` uses by default, so cards compare equal.
     settings.server.public_base_url = Some("http://127.0.0.1:8080".to_owned());
     configure(&mut settings);
-    start(&settings, true).await
+    start(&settings, true, now()).await
+}
+
+/// Starts the app (authentication off) with its clock at `at`.
+pub async fn spawn_app_at(at: DateTime<Utc>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings::default();
+    settings.server.workers = Some(1);
+    configure(&mut settings);
+    start(&settings, true, at).await
+}
+
+/// A new SQLite database in a temporary directory that lives as long as the test process.
+pub fn temp_database_url() -> String {
+    let dir = tempfile::tempdir().unwrap().keep();
+    format!("sqlite://{}/cramp-cds-test.db", dir.display())
+}
+
+/// A PostgreSQL database URL with a fresh schema, when CRAMP_CDS_TEST_POSTGRES_URL is set.
+pub async fn postgres_database_url() -> Option<String> {
+    let base = std::env::var("CRAMP_CDS_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    sqlx::any::install_default_drivers();
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::AnyPool::connect(&base)
+        .await
+        .expect("test PostgreSQL reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    Some(format!(
+        "{base}{separator}options=-c%20search_path%3D{schema}"
+    ))
 }
 
 /// Starts the app with authentication required, as `serve` runs it by default.
@@ -48,11 +82,14 @@ pub async fn spawn_authenticated_app(configure: impl FnOnce(&mut Settings)) -> T
     settings.server.workers = Some(1);
     settings.fhir.timeout_ms = 2_000;
     configure(&mut settings);
-    start(&settings, false).await
+    start(&settings, false, now()).await
 }
 
-async fn start(settings: &Settings, allow_unauthenticated: bool) -> TestApp {
+async fn start(settings: &Settings, allow_unauthenticated: bool, at: DateTime<Utc>) -> TestApp {
     let mut settings = settings.clone();
+    if settings.store.database_url == cramp_cds::store::StoreSettings::default().database_url {
+        settings.store.database_url = temp_database_url();
+    }
     // Pick the port first so the public base URL (the JWT audience) can name it.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -61,7 +98,7 @@ async fn start(settings: &Settings, allow_unauthenticated: bool) -> TestApp {
     if settings.server.public_base_url.is_none() {
         settings.server.public_base_url = Some(format!("http://127.0.0.1:{port}"));
     }
-    let app = Application::build(&settings, allow_unauthenticated, Clock::Fixed(now()))
+    let app = Application::build(&settings, allow_unauthenticated, Clock::Fixed(at))
         .await
         .expect("app starts");
     let address = format!("http://127.0.0.1:{}", app.port());

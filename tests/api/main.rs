@@ -6,6 +6,7 @@ mod cli;
 mod discovery;
 mod errors;
 mod fallback;
+mod feedback;
 mod helpers;
 mod invocation;
 mod prefetch;

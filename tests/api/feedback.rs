@@ -1,0 +1,506 @@
+//! Feedback, card history, override-based suppression and reports, on SQLite
+//! always and on PostgreSQL when CRAMP_CDS_TEST_POSTGRES_URL is set.
+
+use chrono::Duration;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    TestApp, cards, fixture_bytes, now, postgres_database_url, rule_id, spawn_app_at,
+    temp_database_url,
+};
+
+const ADMIN_TOKEN: &str = "test-admin-token";
+const PATIENT_VIEW: &str = "cramp-numbness-patient-view";
+
+async fn app_on(database_url: &str, days_later: i64) -> TestApp {
+    let url = database_url.to_owned();
+    spawn_app_at(now() + Duration::days(days_later), move |s| {
+        s.store.database_url = url;
+        s.admin.token = Some(ADMIN_TOKEN.to_owned());
+    })
+    .await
+}
+
+/// The databases to run against: SQLite always, PostgreSQL when configured.
+async fn databases() -> Vec<String> {
+    let mut urls = vec![temp_database_url()];
+    urls.extend(postgres_database_url().await);
+    urls
+}
+
+async fn post_feedback(app: &TestApp, body: &Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!(
+            "{}/cds-services/{PATIENT_VIEW}/feedback",
+            app.address
+        ))
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(body).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn report(app: &TestApp) -> Value {
+    let response = app
+        .http
+        .get(format!("{}/admin/report", app.address))
+        .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn rule_row<'a>(report: &'a Value, rule: &str) -> &'a Value {
+    report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule_id"] == rule)
+        .unwrap_or_else(|| panic!("{rule} not in {report}"))
+}
+
+async fn card_for(app: &TestApp, fixture: &str, rule: &str) -> Option<Value> {
+    let response = app.post_hook(PATIENT_VIEW, fixture_bytes(fixture)).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    cards(&body).iter().find(|c| rule_id(c) == rule).cloned()
+}
+
+fn overridden(card: &Value, code: &str) -> Value {
+    json!({"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-01T12:05:00Z",
+        "overrideReason": {"reason": {"system": "https://cramp-cds.org/fhir/CodeSystem/override-reason",
+                                      "code": code, "display": "Already addressed"},
+                           "userComment": "Replacing already"}}]})
+}
+
+#[actix_web::test]
+async fn accepted_feedback_is_stored_once_and_shows_in_the_report() {
+    for url in databases().await {
+        let app = app_on(&url, 0).await;
+        let card = card_for(&app, "cirrhosis-cramps.fire", "cirrhosis-cramps")
+            .await
+            .unwrap();
+        let feedback = json!({"feedback": [{"card": card["uuid"], "outcome": "accepted",
+            "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}], "outcomeTimestamp": "2026-11-01T12:01:00Z"}]});
+        let (status, body) = post_feedback(&app, &feedback).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["unknownCards"], json!([]));
+        let (status, _) = post_feedback(&app, &feedback).await;
+        assert_eq!(status, 200, "the same feedback again is fine");
+        let report = report(&app).await;
+        let row = rule_row(&report, "cirrhosis-cramps");
+        assert_eq!(row["issued"], 1, "{url}");
+        assert_eq!(row["accepted"], 1, "idempotent: {url}");
+        assert_eq!(row["override_rate"], 0.0);
+    }
+}
+
+#[actix_web::test]
+async fn the_sandbox_dismiss_and_unknown_cards_are_stored_and_reported() {
+    for url in databases().await {
+        let app = app_on(&url, 0).await;
+        let card = card_for(
+            &app,
+            "diuretic-low-magnesium-mmol.fire",
+            "diuretic-low-magnesium",
+        )
+        .await
+        .unwrap();
+        let dismiss = json!({"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-01T12:02:00Z",
+            "overrideReason": {"reason": {"code": "not-relevant", "system": "https://cramp-cds.org/fhir/CodeSystem/override-reason"}}}]});
+        assert_eq!(post_feedback(&app, &dismiss).await.0, 200);
+        let unknown = json!({"feedback": [{"card": "00000000-0000-0000-0000-000000000000", "outcome": "overridden",
+            "outcomeTimestamp": "2026-11-01T12:03:00Z"}]});
+        let (status, body) = post_feedback(&app, &unknown).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["unknownCards"],
+            json!(["00000000-0000-0000-0000-000000000000"])
+        );
+        let report = report(&app).await;
+        let row = rule_row(&report, "diuretic-low-magnesium");
+        assert_eq!(row["overridden"], 1);
+        assert_eq!(row["override_rate"], 1.0);
+        assert_eq!(row["top_override_reasons"][0]["reason"], "not-relevant");
+        assert_eq!(report["feedback_for_unknown_cards"], 1, "{url}");
+    }
+}
+
+#[actix_web::test]
+async fn invalid_feedback_is_a_400_naming_the_field() {
+    let app = app_on(&temp_database_url(), 0).await;
+    let cases = [
+        (json!({}), "feedback"),
+        (json!({"feedback": []}), "feedback"),
+        (
+            json!({"feedback": [{"outcome": "accepted", "outcomeTimestamp": "2026-11-01T12:00:00Z"}]}),
+            "feedback[0].card",
+        ),
+        (
+            json!({"feedback": [{"card": "c", "outcome": "ignored", "outcomeTimestamp": "2026-11-01T12:00:00Z"}]}),
+            "feedback[0].outcome",
+        ),
+        (
+            json!({"feedback": [{"card": "c", "outcome": "accepted", "outcomeTimestamp": "2026-11-01T12:00:00Z"}]}),
+            "feedback[0].acceptedSuggestions",
+        ),
+        (
+            json!({"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "yesterday"}]}),
+            "feedback[0].outcomeTimestamp",
+        ),
+        (
+            json!({"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-01T12:00:00Z",
+            "overrideReason": {"reason": {"system": "x"}}}]}),
+            "feedback[0].overrideReason.reason.code",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, outcome) = post_feedback(&app, &body).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(outcome["issue"][0]["expression"][0], field, "{outcome}");
+    }
+}
+
+#[actix_web::test]
+async fn an_already_addressed_override_snoozes_the_rule_for_thirty_days_then_it_returns() {
+    for url in databases().await {
+        let app = app_on(&url, 0).await;
+        let card = card_for(
+            &app,
+            "diuretic-low-magnesium-mmol.fire",
+            "diuretic-low-magnesium",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            post_feedback(&app, &overridden(&card, "already-addressed"))
+                .await
+                .0,
+            200
+        );
+        assert!(
+            card_for(
+                &app,
+                "diuretic-low-magnesium-mmol.fire",
+                "diuretic-low-magnesium"
+            )
+            .await
+            .is_none(),
+            "suppressed right after the override: {url}"
+        );
+        let day_29 = app_on(&url, 29).await;
+        assert!(
+            card_for(
+                &day_29,
+                "diuretic-low-magnesium-mmol.fire",
+                "diuretic-low-magnesium"
+            )
+            .await
+            .is_none()
+        );
+        let day_31 = app_on(&url, 31).await;
+        assert!(
+            card_for(
+                &day_31,
+                "diuretic-low-magnesium-mmol.fire",
+                "diuretic-low-magnesium"
+            )
+            .await
+            .is_some(),
+            "the snooze expires: {url}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn other_reasons_do_not_snooze_and_critical_cards_are_never_suppressed() {
+    let url = temp_database_url();
+    let app = app_on(&url, 0).await;
+    let card = card_for(
+        &app,
+        "diuretic-low-magnesium-mmol.fire",
+        "diuretic-low-magnesium",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        post_feedback(&app, &overridden(&card, "patient-declined"))
+            .await
+            .0,
+        200
+    );
+    assert!(
+        card_for(
+            &app,
+            "diuretic-low-magnesium-mmol.fire",
+            "diuretic-low-magnesium"
+        )
+        .await
+        .is_some()
+    );
+
+    let critical = card_for(
+        &app,
+        "diuretic-severe-low-magnesium.critical.fire",
+        "diuretic-low-magnesium",
+    )
+    .await
+    .unwrap();
+    assert_eq!(critical["indicator"], "critical");
+    assert_eq!(
+        post_feedback(&app, &overridden(&critical, "already-addressed"))
+            .await
+            .0,
+        200
+    );
+    let again = card_for(
+        &app,
+        "diuretic-severe-low-magnesium.critical.fire",
+        "diuretic-low-magnesium",
+    )
+    .await;
+    assert_eq!(
+        again.expect("critical cards are never suppressed")["indicator"],
+        "critical"
+    );
+}
+
+#[actix_web::test]
+async fn hooks_still_answer_with_cards_while_the_database_is_locked() {
+    use sqlx::Connection;
+    let url = temp_database_url();
+    let app = {
+        let url = url.clone();
+        spawn_app_at(now(), move |s| {
+            s.store.database_url = url;
+            s.store.queue_capacity = 2;
+            s.store.lookup_timeout_ms = 50;
+        })
+        .await
+    };
+    // Another process holds the write lock: every history write times out.
+    sqlx::any::install_default_drivers();
+    let mut blocker = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let card = card_for(
+            &app,
+            "diuretic-low-magnesium-mmol.fire",
+            "diuretic-low-magnesium",
+        )
+        .await;
+        assert!(card.is_some(), "cards are still returned");
+    }
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cramp_cds_history_dropped_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(dropped >= 1, "{metrics}");
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+}
+
+#[actix_web::test]
+async fn the_report_needs_the_admin_token_and_is_off_without_one() {
+    let app = app_on(&temp_database_url(), 0).await;
+    let response = app
+        .http
+        .get(format!("{}/admin/report", app.address))
+        .header("Authorization", "Bearer wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let csv = app
+        .http
+        .get(format!(
+            "{}/admin/report?format=csv&since=2026-10-01",
+            app.address
+        ))
+        .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("rule_id,issued,accepted,overridden,override_rate"),
+        "{csv}"
+    );
+    let off = spawn_app_at(now(), |s| s.store.database_url = temp_database_url()).await;
+    let response = off
+        .http
+        .get(format!("{}/admin/report", off.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[actix_web::test]
+async fn the_report_command_and_evaluate_explain_read_the_same_database() {
+    let url = temp_database_url();
+    let app = app_on(&url, 0).await;
+    let card = card_for(
+        &app,
+        "diuretic-low-magnesium-mmol.fire",
+        "diuretic-low-magnesium",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        post_feedback(&app, &overridden(&card, "already-addressed"))
+            .await
+            .0,
+        200
+    );
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
+            .args(args)
+            .env("CRAMP_CDS_STORE__DATABASE_URL", &url)
+            .output()
+            .unwrap()
+    };
+    let output = cli(&["report", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        csv.contains("diuretic-low-magnesium,1,0,1,1.000,\"Already addressed (1)\""),
+        "{csv}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let request = format!(
+        "{}/fixtures/requests/diuretic-low-magnesium-mmol.fire.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let output = cli(&[
+        "evaluate",
+        "--request",
+        &request,
+        "--now",
+        "2026-11-02T12:00:00Z",
+        "--format",
+        "text",
+        "--explain",
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("suppressed: diuretic-low-magnesium"),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("already-addressed"), "{text}");
+}
+
+#[actix_web::test]
+async fn two_instances_share_the_replay_cache_and_suppression_through_postgresql() {
+    let Some(url) = postgres_database_url().await else {
+        eprintln!("skipped: set CRAMP_CDS_TEST_POSTGRES_URL to run the PostgreSQL tests");
+        return;
+    };
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let instance = |url: String| {
+        crate::helpers::spawn_authenticated_app(move |s| {
+            s.store.database_url = url;
+            // Behind one load balancer both instances answer at the same public URL.
+            s.server.public_base_url = Some("https://cds.example".to_owned());
+            s.auth.clients = vec![cramp_cds::auth::ClientSettings {
+                issuer: "https://ehr.example".to_owned(),
+                jwks_file: Some(format!(
+                    "{}/tests/keys/jwks.json",
+                    env!("CARGO_MANIFEST_DIR")
+                )),
+                jwks_url: None,
+                allowed_jku: vec![],
+                fhir_servers: vec![],
+                allow_http_fhir: false,
+                tenant: None,
+            }];
+        })
+    };
+    let first = instance(url.clone()).await;
+    let second = instance(url.clone()).await;
+    let key = EncodingKey::from_ec_pem(
+        &std::fs::read(format!(
+            "{}/tests/keys/es384-private.pem",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let token = |path: &str| {
+        let mut header = Header::new(Algorithm::ES384);
+        header.kid = Some("es384-test".into());
+        let iat = now().timestamp();
+        encode(
+            &header,
+            &json!({"iss": "https://ehr.example", "aud": format!("https://cds.example{path}"),
+            "iat": iat, "exp": iat + 300, "jti": uuid::Uuid::new_v4().to_string()}),
+            &key,
+        )
+        .unwrap()
+    };
+    let hook = |app: &TestApp, token: String| {
+        app.http
+            .post(format!("{}/cds-services/{PATIENT_VIEW}", app.address))
+            .header("Content-Type", "application/json")
+            .header("Authorization", format!("Bearer {token}"))
+            .body(fixture_bytes("diuretic-low-magnesium-mmol.fire"))
+            .send()
+    };
+    // Replay: a token used on the first instance is refused by the second.
+    let once = token(&format!("/cds-services/{PATIENT_VIEW}"));
+    let response = hook(&first, once.clone()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(hook(&second, once).await.unwrap().status(), 401);
+
+    // Suppression: an override sent to the first instance silences the rule on the second.
+    let card = cards(&body)
+        .iter()
+        .find(|c| rule_id(c) == "diuretic-low-magnesium")
+        .unwrap()
+        .clone();
+    let feedback_path = format!("/cds-services/{PATIENT_VIEW}/feedback");
+    let response = first
+        .http
+        .post(format!("{}{feedback_path}", first.address))
+        .header("Content-Type", "application/json")
+        .header("Authorization", format!("Bearer {}", token(&feedback_path)))
+        .body(serde_json::to_vec(&overridden(&card, "already-addressed")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = hook(&second, token(&format!("/cds-services/{PATIENT_VIEW}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        cards(&body)
+            .iter()
+            .all(|c| rule_id(c) != "diuretic-low-magnesium"),
+        "{body}"
+    );
+}

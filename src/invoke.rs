@@ -160,6 +160,18 @@ impl CdsService {
                 &self.knowledge.cards,
             )
         };
+        for card in &cards {
+            let rule = card
+                .source
+                .topic
+                .as_ref()
+                .map(|t| t.code.as_str())
+                .unwrap_or("");
+            crate::metrics::METRICS
+                .cards
+                .with_label_values(&[rule, card.indicator.as_str()])
+                .inc();
+        }
         tracing::debug!(
             hook = %call.hook,
             cards = cards.len(),

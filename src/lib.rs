@@ -15,6 +15,8 @@ pub mod fhir;
 pub mod hooks;
 pub mod invoke;
 pub mod knowledge;
+pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod synthetic;
 pub mod telemetry;

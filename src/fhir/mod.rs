@@ -176,6 +176,11 @@ async fn fetch_pending(
     let mut failed = Vec::new();
     let mut reasons = Vec::new();
     for (fetch, result) in pending.iter().zip(results) {
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        crate::metrics::METRICS
+            .fhir_fetches
+            .with_label_values(&[outcome])
+            .inc();
         match result {
             Ok(pages) => {
                 for (page_number, page) in pages.iter().enumerate() {

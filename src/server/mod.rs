@@ -8,8 +8,11 @@ mod routes;
 use std::net::TcpListener;
 
 use actix_cors::Cors;
+use actix_web::body::MessageBody;
 use actix_web::dev::Server;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use chrono::{DateTime, Utc};
 use tracing_actix_web::TracingLogger;
@@ -76,6 +79,7 @@ pub struct AppState {
 pub struct Application {
     port: u16,
     server: Server,
+    history: Option<History>,
 }
 
 impl Application {
@@ -131,9 +135,11 @@ impl Application {
             admin_token: settings.admin.token.clone().filter(|t| !t.is_empty()),
         };
         let origins = settings.server.allowed_origins.clone();
+        let state_history = state.service.history().cloned();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(cors(&origins))
+                .wrap(from_fn(record_metrics))
                 .wrap(TracingLogger::default())
                 .app_data(web::Data::new(state.clone()))
                 .configure(routes)
@@ -144,7 +150,8 @@ impl Application {
         }
         Ok(Application {
             port,
-            server: server.run(),
+            history: state_history,
+            server: server.shutdown_timeout(30).run(),
         })
     }
 
@@ -153,9 +160,22 @@ impl Application {
         self.port
     }
 
-    /// Serves until the process is stopped.
+    /// Serves until the process is stopped. On SIGTERM or SIGINT the server stops
+    /// accepting, drains in-flight requests (up to 30 s), then the history queue is flushed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        if let Some(history) = self.history {
+            let flushed =
+                tokio::time::timeout(std::time::Duration::from_secs(10), history.flush()).await;
+            match flushed {
+                Ok(true) => tracing::info!(written = history.written(), "history flushed; stopped"),
+                _ => tracing::warn!(
+                    left = history.queue_depth(),
+                    "history could not be flushed before stopping"
+                ),
+            }
+        }
+        result
     }
 }
 
@@ -193,6 +213,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .default_service(web::to(routes::method_not_allowed)),
         )
         .service(
+            web::resource("/ready")
+                .route(web::get().to(routes::ready))
+                .default_service(web::to(routes::method_not_allowed)),
+        )
+        .service(
             web::resource("/health")
                 .route(web::get().to(routes::health))
                 .default_service(web::to(routes::method_not_allowed)),
@@ -224,5 +249,40 @@ fn redact_url(url: &str) -> String {
             parsed.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+/// Counts and times every request by endpoint kind (never by raw path, to keep labels bounded).
+async fn record_metrics(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let endpoint = endpoint_kind(request.path());
+    let started = std::time::Instant::now();
+    let response = next.call(request).await?;
+    let metrics = &crate::metrics::METRICS;
+    metrics
+        .latency
+        .with_label_values(&[endpoint])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .with_label_values(&[endpoint, response.status().as_str()])
+        .inc();
+    Ok(response)
+}
+
+fn endpoint_kind(path: &str) -> &'static str {
+    match path.trim_end_matches('/') {
+        "/cds-services" => "discovery",
+        p if p.starts_with("/cds-services/") && p.ends_with("/feedback") => "feedback",
+        p if p.starts_with("/cds-services/") => "hook",
+        "/admin/report" => "admin_report",
+        p if p.starts_with("/rules/") => "rule_page",
+        "/health" => "health",
+        "/ready" => "ready",
+        "/metrics" => "metrics",
+        "/openapi.json" => "openapi",
+        _ => "other",
     }
 }

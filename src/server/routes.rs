@@ -36,6 +36,10 @@ async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<FhirAcc
             {
                 Ok(client) => Ok(client.fhir_access.clone()),
                 Err(failure) => {
+                    crate::metrics::METRICS
+                        .auth_failures
+                        .with_label_values(&[failure.reason()])
+                        .inc();
                     tracing::warn!(path = request.path(), reason = failure.reason(), detail = %failure, "authentication failed");
                     Err(ApiError::Unauthorized)
                 }
@@ -212,32 +216,44 @@ pub async fn rule_page(state: web::Data<AppState>, path: web::Path<String>) -> H
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let mut out = String::new();
+    let metrics = &crate::metrics::METRICS;
     if let Some(history) = state.service.history() {
-        out.push_str("# HELP cramp_cds_history_queue_depth Issued cards waiting to be written.\n");
-        out.push_str("# TYPE cramp_cds_history_queue_depth gauge\n");
-        out.push_str(&format!(
-            "cramp_cds_history_queue_depth {}\n",
-            history.queue_depth()
-        ));
-        out.push_str("# HELP cramp_cds_history_dropped_total Issued cards dropped because the history queue was full.\n");
-        out.push_str("# TYPE cramp_cds_history_dropped_total counter\n");
-        out.push_str(&format!(
-            "cramp_cds_history_dropped_total {}\n",
-            history.dropped()
-        ));
-        out.push_str(
-            "# HELP cramp_cds_history_written_total Issued cards written to the database.\n",
-        );
-        out.push_str("# TYPE cramp_cds_history_written_total counter\n");
-        out.push_str(&format!(
-            "cramp_cds_history_written_total {}\n",
-            history.written()
-        ));
+        metrics.queue_depth.set(history.queue_depth() as i64);
+        metrics.queue_dropped.set(history.dropped() as i64);
+        metrics.queue_written.set(history.written() as i64);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(out)
+        .body(metrics.render())
+}
+
+/// `GET /ready`: whether the knowledge is loaded and the database answers.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let knowledge = &state.service.knowledge;
+    let database = match state.service.history() {
+        Some(history) => {
+            let ping =
+                tokio::time::timeout(std::time::Duration::from_secs(2), history.store().ping());
+            if matches!(ping.await, Ok(true)) {
+                "reachable"
+            } else {
+                "unreachable"
+            }
+        }
+        None => "not configured",
+    };
+    let ready = database != "unreachable";
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "knowledge": {"loaded": true, "rules": knowledge.rules.len(), "services": knowledge.services.len(),
+                      "valueSets": knowledge.valuesets.len()},
+        "database": database,
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 /// `GET /health`: the process is up.

@@ -236,6 +236,20 @@ impl Store {
             .bind(now.timestamp())
             .execute(&mut *tx)
             .await?;
+            if entry.outcome == "overridden"
+                && let Some(code) = &entry.reason_code
+            {
+                sqlx::query(
+                    "INSERT INTO overrides (patient_hash, rule_id, reason_code, overridden_at, card_uuid) \
+                     SELECT patient_hash, rule_id, $1, $2, card_uuid FROM issued_cards WHERE card_uuid = $3 \
+                     ON CONFLICT (patient_hash, rule_id, reason_code, card_uuid) DO NOTHING",
+                )
+                .bind(code)
+                .bind(entry.outcome_at.timestamp())
+                .bind(&entry.card_uuid)
+                .execute(&mut *tx)
+                .await?;
+            }
             let known = sqlx::query("SELECT COUNT(*) FROM issued_cards WHERE card_uuid = $1")
                 .bind(&entry.card_uuid)
                 .fetch_one(&mut *tx)
@@ -256,10 +270,8 @@ impl Store {
         since: DateTime<Utc>,
     ) -> Result<Vec<Override>, StoreError> {
         let rows = sqlx::query(
-            "SELECT c.rule_id, f.reason_code, MAX(f.outcome_at) FROM feedback f \
-             JOIN issued_cards c ON c.card_uuid = f.card_uuid \
-             WHERE c.patient_hash = $1 AND f.outcome = 'overridden' AND f.reason_code IS NOT NULL AND f.outcome_at >= $2 \
-             GROUP BY c.rule_id, f.reason_code",
+            "SELECT rule_id, reason_code, MAX(overridden_at) FROM overrides \
+             WHERE patient_hash = $1 AND overridden_at >= $2 GROUP BY rule_id, reason_code",
         )
         .bind(patient_hash)
         .bind(since.timestamp())

@@ -9,5 +9,6 @@ mod fallback;
 mod feedback;
 mod helpers;
 mod invocation;
+mod operations;
 mod prefetch;
 mod rules;

@@ -1,0 +1,187 @@
+//! Operating the service: metrics, readiness, and graceful shutdown that
+//! flushes the card history.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{fixture_bytes, spawn_app, spawn_app_with, temp_database_url};
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[actix_web::test]
+async fn metrics_count_requests_cards_and_the_history_queue() {
+    let app = spawn_app().await;
+    let response = app
+        .post_hook(
+            "cramp-numbness-patient-view",
+            fixture_bytes("diuretic-low-magnesium-mmol.fire"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    app.post_hook("no-such-service", "{}").await;
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(
+            &text,
+            "cramp_cds_http_requests_total{endpoint=\"hook\",status=\"200\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "cramp_cds_http_requests_total{endpoint=\"hook\",status=\"404\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &text,
+            "cramp_cds_http_request_duration_seconds_count{endpoint=\"hook\"}"
+        ) >= 2.0
+    );
+    assert!(
+        metric(
+            &text,
+            "cramp_cds_cards_total{indicator=\"warning\",rule=\"diuretic-low-magnesium\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(text.contains("cramp_cds_history_queue_depth"));
+    assert!(text.contains("cramp_cds_history_dropped_total"));
+    assert!(!text.contains("pat-1"), "no patient identifiers in metrics");
+}
+
+#[actix_web::test]
+async fn readiness_reports_the_knowledge_and_the_database() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(format!("{}/ready", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["knowledge"]["rules"], 22);
+    assert_eq!(body["database"], "reachable");
+}
+
+#[actix_web::test]
+async fn readiness_fails_while_the_database_is_unreachable() {
+    use sqlx::Connection;
+    let url = temp_database_url();
+    let app = {
+        let url = url.clone();
+        spawn_app_with(move |s| s.store.database_url = url).await
+    };
+    // An exclusive lock in rollback-journal mode blocks readers too: the database does not answer.
+    sqlx::any::install_default_drivers();
+    let mut blocker = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA journal_mode = DELETE")
+        .execute(&mut blocker)
+        .await
+        .ok();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let response = app
+        .http
+        .get(format!("{}/ready", app.address))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    if body["database"] == "unreachable" {
+        assert_eq!(status, 503);
+        assert_eq!(body["status"], "not ready");
+    } else {
+        // WAL readers are not blocked by a writer: then readiness rightly stays green.
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[actix_web::test]
+async fn sigterm_drains_and_flushes_the_card_history() {
+    let url = temp_database_url();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
+        .args([
+            "serve",
+            "--allow-unauthenticated",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("CRAMP_CDS_STORE__DATABASE_URL", &url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/health")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the service started");
+    let mut issued = 0;
+    for _ in 0..5 {
+        let response = client
+            .post(format!("{base}/cds-services/cramp-numbness-patient-view"))
+            .header("Content-Type", "application/json")
+            .body(fixture_bytes("cirrhosis-cramps.fire"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        issued += response.json::<Value>().await.unwrap()["cards"]
+            .as_array()
+            .unwrap()
+            .len();
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let output = Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
+        .args(["report", "--format", "json"])
+        .env("CRAMP_CDS_STORE__DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let recorded: i64 = report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["issued"].as_i64().unwrap())
+        .sum();
+    assert_eq!(recorded as usize, issued, "{report}");
+}

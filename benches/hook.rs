@@ -34,7 +34,9 @@ fn hook_requests(c: &mut Criterion) {
     };
     let with_history = runtime.block_on(async {
         let store = Store::connect(&store_settings).await.unwrap();
-        let history = History::start(store, &store_settings, Default::default());
+        let history = History::start(store, &store_settings, Default::default(), now)
+            .await
+            .unwrap();
         cramp_cds::cli::build_service(&settings)
             .unwrap()
             .with_history(history, true)

@@ -171,7 +171,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
                         store,
                         &settings.store,
                         settings.suppression.clone(),
-                    );
+                        now,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
                     cds.with_history(history, false)
                 } else {
                     cds

@@ -94,7 +94,14 @@ impl Application {
         let store = Store::connect(&settings.store)
             .await
             .map_err(|e| format!("{e} ({})", redact_url(&settings.store.database_url)))?;
-        let history = History::start(store.clone(), &settings.store, settings.suppression.clone());
+        let history = History::start(
+            store.clone(),
+            &settings.store,
+            settings.suppression.clone(),
+            clock.now(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let service = crate::cli::build_service(settings)?.with_history(history, true);
         let auth = if allow_unauthenticated {
             tracing::warn!(

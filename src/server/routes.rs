@@ -129,11 +129,8 @@ pub async fn feedback(
         }
     })?;
     let history = state.service.history().ok_or(ApiError::Internal)?;
-    // Cards issued moments ago may still be queued: write them first so they count as known.
-    history.flush().await;
     let unknown = history
-        .store()
-        .write_feedback(&entries, state.clock.now())
+        .store_feedback(&entries, state.clock.now())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "feedback could not be stored");

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::{IssuedCard, Store, StoreSettings};
+use super::{FeedbackEntry, IssuedCard, Override, Store, StoreError, StoreSettings};
 
 /// Override-based suppression settings (`[suppression]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,10 +67,16 @@ struct Queue {
     written: AtomicU64,
 }
 
+/// Overrides by patient hash, kept in memory for a single-instance (SQLite) store.
+type OverrideIndex = Arc<std::sync::RwLock<HashMap<String, Vec<Override>>>>;
+
 /// The history: queue, writer and suppression lookup. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct History {
     store: Store,
+    /// For a SQLite store (one instance by design), the overrides in memory: no database read
+    /// on the hook path. `None` for PostgreSQL, whose state other instances share.
+    local_overrides: Option<OverrideIndex>,
     queue: Arc<Queue>,
     capacity: usize,
     batch_size: usize,
@@ -80,13 +86,25 @@ pub struct History {
 
 impl History {
     /// Starts the background writer on the current runtime.
-    pub fn start(
+    pub async fn start(
         store: Store,
         settings: &StoreSettings,
         suppression: SuppressionSettings,
-    ) -> History {
+        now: DateTime<Utc>,
+    ) -> Result<History, StoreError> {
+        let local_overrides = if store.is_single_instance() {
+            let mut index: HashMap<String, Vec<Override>> = HashMap::new();
+            let since = now - chrono::Duration::days(suppression.period_days);
+            for (patient_hash, item) in store.overrides_since(since).await? {
+                index.entry(patient_hash).or_default().push(item);
+            }
+            Some(Arc::new(std::sync::RwLock::new(index)))
+        } else {
+            None
+        };
         let history = History {
             store,
+            local_overrides,
             queue: Arc::new(Queue::default()),
             capacity: settings.queue_capacity.max(1),
             batch_size: settings.batch_size.max(1),
@@ -95,7 +113,26 @@ impl History {
         };
         let writer = history.clone();
         tokio::spawn(async move { writer.write_forever().await });
-        history
+        Ok(history)
+    }
+
+    /// Stores feedback (after writing any queued cards, so they count as issued) and keeps the
+    /// in-memory override index current. Returns the cards this service never issued.
+    pub async fn store_feedback(
+        &self,
+        entries: &[FeedbackEntry],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.flush().await;
+        let outcome = self.store.write_feedback(entries, now).await?;
+        if let Some(index) = &self.local_overrides
+            && let Ok(mut index) = index.write()
+        {
+            for (patient_hash, item) in outcome.overrides {
+                index.entry(patient_hash).or_default().push(item);
+            }
+        }
+        Ok(outcome.unknown_cards)
     }
 
     /// The store.
@@ -160,17 +197,13 @@ impl History {
     /// after at most the lookup timeout: the hook call goes on.
     pub async fn snoozes(&self, patient_hash: &str, now: DateTime<Utc>) -> Vec<Snooze> {
         let period = chrono::Duration::days(self.suppression.period_days);
-        let lookup = self.store.overrides_for_patient(patient_hash, now - period);
-        let overrides = match tokio::time::timeout(self.lookup_timeout, lookup).await {
-            Ok(Ok(overrides)) => overrides,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "suppression lookup failed; no card is suppressed");
-                return Vec::new();
-            }
-            Err(_) => {
-                tracing::warn!("suppression lookup timed out; no card is suppressed");
-                return Vec::new();
-            }
+        let overrides = if let Some(index) = &self.local_overrides {
+            index
+                .read()
+                .map(|index| index.get(patient_hash).cloned().unwrap_or_default())
+                .unwrap_or_default()
+        } else {
+            self.database_overrides(patient_hash, now - period).await
         };
         overrides
             .into_iter()
@@ -182,6 +215,21 @@ impl History {
             })
             .filter(|s| s.until > now)
             .collect()
+    }
+
+    async fn database_overrides(&self, patient_hash: &str, since: DateTime<Utc>) -> Vec<Override> {
+        let lookup = self.store.overrides_for_patient(patient_hash, since);
+        match tokio::time::timeout(self.lookup_timeout, lookup).await {
+            Ok(Ok(overrides)) => overrides,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "suppression lookup failed; no card is suppressed");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!("suppression lookup timed out; no card is suppressed");
+                Vec::new()
+            }
+        }
     }
 
     async fn write_forever(&self) {

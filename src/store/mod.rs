@@ -109,6 +109,15 @@ pub struct FeedbackEntry {
     pub user_comment: Option<String>,
 }
 
+/// What storing feedback found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedbackOutcome {
+    /// Cards among the feedback this service never issued.
+    pub unknown_cards: Vec<String>,
+    /// Overrides with a reason, as (patient hash, override), for the suppression index.
+    pub overrides: Vec<(String, Override)>,
+}
+
 /// An override of a rule for a patient: the reason code and when it was given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
@@ -125,6 +134,7 @@ pub struct Override {
 pub struct Store {
     pool: AnyPool,
     patient_key: Vec<u8>,
+    single_instance: bool,
 }
 
 impl Store {
@@ -173,7 +183,11 @@ impl Store {
             Some(key) if !key.is_empty() => key.as_bytes().to_vec(),
             _ => stored_patient_key(&pool).await?,
         };
-        Ok(Store { pool, patient_key })
+        Ok(Store {
+            pool,
+            patient_key,
+            single_instance: is_sqlite,
+        })
     }
 
     /// The keyed hash that stands for a patient id.
@@ -208,14 +222,13 @@ impl Store {
     }
 
     /// Stores feedback; an entry already stored (same card, outcome and timestamp) is left as it is.
-    /// Returns the cards among them this service never issued.
     pub async fn write_feedback(
         &self,
         entries: &[FeedbackEntry],
         now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<FeedbackOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut unknown = Vec::new();
+        let mut outcome = FeedbackOutcome::default();
         for entry in entries {
             sqlx::query(
                 "INSERT INTO feedback (card_uuid, outcome, outcome_timestamp, outcome_at, service_id, accepted_suggestions, \
@@ -250,17 +263,67 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            let known = sqlx::query("SELECT COUNT(*) FROM issued_cards WHERE card_uuid = $1")
-                .bind(&entry.card_uuid)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get::<i64, _>(0)?;
-            if known == 0 && !unknown.contains(&entry.card_uuid) {
-                unknown.push(entry.card_uuid.clone());
+            let card =
+                sqlx::query("SELECT patient_hash, rule_id FROM issued_cards WHERE card_uuid = $1")
+                    .bind(&entry.card_uuid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match card {
+                None => {
+                    if !outcome.unknown_cards.contains(&entry.card_uuid) {
+                        outcome.unknown_cards.push(entry.card_uuid.clone());
+                    }
+                }
+                Some(row) => {
+                    if let (true, Some(code)) = (entry.outcome == "overridden", &entry.reason_code)
+                    {
+                        outcome.overrides.push((
+                            row.try_get(0)?,
+                            Override {
+                                rule_id: row.try_get(1)?,
+                                reason_code: code.clone(),
+                                at: entry.outcome_at,
+                            },
+                        ));
+                    }
+                }
             }
         }
         tx.commit().await?;
-        Ok(unknown)
+        Ok(outcome)
+    }
+
+    /// Every override given since `since`, by patient hash (to build an in-memory index).
+    pub async fn overrides_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, Override)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT patient_hash, rule_id, reason_code, MAX(overridden_at) FROM overrides \
+             WHERE overridden_at >= $1 GROUP BY patient_hash, rule_id, reason_code",
+        )
+        .bind(since.timestamp())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    Override {
+                        rule_id: row.try_get(1)?,
+                        reason_code: row.try_get(2)?,
+                        at: DateTime::from_timestamp(row.try_get::<i64, _>(3)?, 0)
+                            .unwrap_or_default(),
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Whether this is a single-instance (SQLite) database.
+    pub fn is_single_instance(&self) -> bool {
+        self.single_instance
     }
 
     /// Overrides (with a reason code) of cards issued for this patient, given since `since`.

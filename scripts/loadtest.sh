@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Load test on loopback against a release build, authentication on (a fresh jti
+# per request) and the card history on (SQLite). Prints requests per second,
+# p50/p99 latency and peak resident memory for:
+#   1. the small request (about 10 resources), RS384 tokens, 50 connections;
+#   2. the typical request (about 100 resources), RS384 tokens, 50 connections;
+#   3. the small request with ES384 tokens.
+# Needs wrk (Debian package `wrk`). Usage: scripts/loadtest.sh [SECONDS] [CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-10}"
+CONNECTIONS="${2:-50}"
+THREADS=2
+PORT="${LOADTEST_PORT:-18089}"
+WORK="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { echo "loadtest needs wrk: apt-get install wrk" >&2; exit 1; }
+cargo build --release --quiet --bin cramp-cds --example make_load
+
+BASE="http://127.0.0.1:${PORT}"
+AUDIENCE="${BASE}/cds-services/cramp-numbness-patient-view"
+# Enough tokens for the highest rate we could see, each used once.
+TOKENS=$(( DURATION * 40000 ))
+for alg in RS384 ES384; do
+  ./target/release/examples/make_load "$WORK" "$TOKENS" "$AUDIENCE" "$alg"
+done
+
+cat > "$WORK/config.toml" <<TOML
+[server]
+bind = "127.0.0.1:${PORT}"
+public_base_url = "${BASE}"
+[store]
+database_url = "sqlite://${WORK}/loadtest.db"
+[log]
+level = "error"
+[auth]
+max_lifetime_seconds = 3600
+[[auth.clients]]
+issuer = "https://loadtest.example"
+jwks_file = "$(pwd)/tests/keys/jwks.json"
+TOML
+
+start_server() {
+  ./target/release/cramp-cds serve --config "$WORK/config.toml" &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    curl -sf "${BASE}/health" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "the service did not start" >&2
+  exit 1
+}
+
+run() { # name body-file alg
+  local name=$1 body=$2 alg=$3
+  # A fresh token file per run: tokens are never reused across runs.
+  ./target/release/examples/make_load "$WORK/run" "$TOKENS" "$AUDIENCE" "$alg" >/dev/null
+  local result
+  result=$(BODY_FILE="$body" TOKENS_FILE="$WORK/run/tokens-$alg.txt" THREADS=$THREADS \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s scripts/loadtest.lua "$AUDIENCE" | tail -1)
+  local rss_kb
+  rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+  printf '%-28s %s peak_rss_mb=%d\n' "$name" "$result" $(( rss_kb / 1024 ))
+}
+
+start_server
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); ${DURATION}s per run, ${CONNECTIONS} connections, ${THREADS} wrk threads"
+echo "body sizes: small $(wc -c < "$WORK/small.json") bytes, typical $(wc -c < "$WORK/typical.json") bytes"
+run "small (10), RS384" "$WORK/small.json" RS384
+run "typical (100), RS384" "$WORK/typical.json" RS384
+run "small (10), ES384" "$WORK/small.json" ES384

@@ -29,11 +29,11 @@ function request()
     token = "exhausted"
   end
   next_token = next_token + stride
-  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. token }, body)
+  return wrk.format(nil, nil, { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token }, body)
 end
 
 function done(summary, latency, requests)
-  io.write(string.format("requests=%d errors_status=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f\n",
+  io.write(string.format("requests=%d non_2xx=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f\n",
     summary.requests, summary.errors.status, summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end

@@ -8,7 +8,7 @@
 # Needs wrk (Debian package `wrk`). Usage: scripts/loadtest.sh [SECONDS] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION="${1:-10}"
+DURATION="${1:-5}"
 CONNECTIONS="${2:-50}"
 THREADS=2
 PORT="${LOADTEST_PORT:-18089}"
@@ -25,18 +25,21 @@ cargo build --release --quiet --bin cramp-cds --example make_load
 
 BASE="http://127.0.0.1:${PORT}"
 AUDIENCE="${BASE}/cds-services/cramp-numbness-patient-view"
-# Enough tokens for the highest rate we could see, each used once.
-TOKENS=$(( DURATION * 40000 ))
+# Enough tokens for 25,000 requests a second, each used once per run; every run starts
+# the service on a fresh database, so its replay cache is empty.
+TOKENS=$(( DURATION * 25000 ))
+echo "signing $TOKENS RS384 and $TOKENS ES384 tokens..."
 for alg in RS384 ES384; do
   ./target/release/examples/make_load "$WORK" "$TOKENS" "$AUDIENCE" "$alg"
 done
 
+write_config() { # database file
 cat > "$WORK/config.toml" <<TOML
 [server]
 bind = "127.0.0.1:${PORT}"
 public_base_url = "${BASE}"
 [store]
-database_url = "sqlite://${WORK}/loadtest.db"
+database_url = "sqlite://$1"
 [log]
 level = "error"
 [auth]
@@ -45,8 +48,10 @@ max_lifetime_seconds = 3600
 issuer = "https://loadtest.example"
 jwks_file = "$(pwd)/tests/keys/jwks.json"
 TOML
+}
 
-start_server() {
+start_server() { # run name
+  write_config "$WORK/loadtest-$1.db"
   ./target/release/cramp-cds serve --config "$WORK/config.toml" &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
@@ -57,19 +62,22 @@ start_server() {
   exit 1
 }
 
+stop_server() {
+  kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
+}
+
 run() { # name body-file alg
   local name=$1 body=$2 alg=$3
-  # A fresh token file per run: tokens are never reused across runs.
-  ./target/release/examples/make_load "$WORK/run" "$TOKENS" "$AUDIENCE" "$alg" >/dev/null
+  start_server "$alg-$(basename "$body" .json)"
   local result
-  result=$(BODY_FILE="$body" TOKENS_FILE="$WORK/run/tokens-$alg.txt" THREADS=$THREADS \
+  result=$(BODY_FILE="$body" TOKENS_FILE="$WORK/tokens-$alg.txt" THREADS=$THREADS \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s scripts/loadtest.lua "$AUDIENCE" | tail -1)
   local rss_kb
   rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
   printf '%-28s %s peak_rss_mb=%d\n' "$name" "$result" $(( rss_kb / 1024 ))
+  stop_server
 }
 
-start_server
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); ${DURATION}s per run, ${CONNECTIONS} connections, ${THREADS} wrk threads"
 echo "body sizes: small $(wc -c < "$WORK/small.json") bytes, typical $(wc -c < "$WORK/typical.json") bytes"
 run "small (10), RS384" "$WORK/small.json" RS384

@@ -7,14 +7,14 @@ use serde::Serialize;
 use crate::knowledge::rule::{ActionType, Indicator, SelectionBehavior};
 
 /// The body of a successful hook response.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct CdsResponse {
     /// The cards; possibly empty, never absent.
     pub cards: Vec<Card>,
 }
 
 /// A card.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Card {
     /// Sent back in feedback.
@@ -30,20 +30,23 @@ pub struct Card {
     pub source: Source,
     /// One-click actions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub suggestions: Vec<Suggestion>,
     /// Required whenever there are suggestions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selection_behavior: Option<SelectionBehavior>,
     /// Reasons a clinician can give for overriding the card.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub override_reasons: Vec<Coding>,
     /// Links.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub links: Vec<Link>,
 }
 
 /// `card.source`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Source {
     /// The citation.
     pub label: String,
@@ -56,7 +59,7 @@ pub struct Source {
 }
 
 /// A FHIR Coding as CDS Hooks uses it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Coding {
     /// Code system.
     pub system: String,
@@ -68,7 +71,7 @@ pub struct Coding {
 }
 
 /// A suggestion.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Suggestion {
     /// What the clinician sees.
@@ -77,13 +80,14 @@ pub struct Suggestion {
     pub uuid: String,
     /// Whether it is the recommended choice.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
     pub is_recommended: bool,
     /// Applied together.
     pub actions: Vec<Action>,
 }
 
 /// A suggestion action.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Action {
     /// create, update or delete.
@@ -93,6 +97,7 @@ pub struct Action {
     pub description: String,
     /// The FHIR resource (create and update).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub resource: Option<serde_json::Value>,
     /// The relative reference of the resource (delete).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,7 +105,7 @@ pub struct Action {
 }
 
 /// A link.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Link {
     /// What the clinician sees.
     pub label: String,

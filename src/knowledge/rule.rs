@@ -11,7 +11,18 @@ use super::criteria::{Criterion, CriterionScope, RawCriterion};
 use crate::hooks::Hook;
 
 /// CDS Hooks card indicator, ordered by urgency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Deserialize,
+    serde::Serialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Indicator {
     /// Informational.
@@ -34,7 +45,7 @@ impl Indicator {
 }
 
 /// CDS Hooks `selectionBehavior`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SelectionBehavior {
     /// The clinician may accept at most one suggestion.
@@ -126,7 +137,7 @@ pub struct SuggestionTemplate {
 }
 
 /// The kind of a suggestion action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionType {
     /// Create a new resource.

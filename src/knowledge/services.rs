@@ -8,7 +8,7 @@ use crate::hooks::Hook;
 use crate::hooks::template::PrefetchTemplate;
 
 /// One CDS Service, as listed by `GET /cds-services`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceDefinition {
     /// The hook it answers.
@@ -22,6 +22,7 @@ pub struct ServiceDefinition {
     pub id: String,
     /// Prefetch templates by key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(required = false)]
     pub prefetch: BTreeMap<String, String>,
     /// Preconditions, for people.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -3,6 +3,7 @@
 //! real app on port 0 and talk HTTP to it.
 
 pub mod errors;
+pub mod openapi;
 mod routes;
 
 use std::net::TcpListener;
@@ -19,7 +20,7 @@ use tracing_actix_web::TracingLogger;
 
 use std::sync::Arc;
 
-use crate::auth::{Authenticator, FhirAccess};
+use crate::auth::{Authenticator, FhirAccess, InMemoryReplayCache, ReplayCache};
 use crate::config::Settings;
 use crate::invoke::CdsService;
 use crate::store::Store;
@@ -111,8 +112,15 @@ impl Application {
                 .map_err(|e| format!("auth.trial_fhir_servers: {e}"))?;
             AuthMode::Disabled { trial_access }
         } else {
-            // The replay cache lives in the database, so instances sharing it share the cache.
-            let authenticator = Authenticator::new(&settings.auth, Arc::new(store)).await?;
+            // With PostgreSQL the replay cache lives in the database, so the instances sharing it
+            // share the cache. A SQLite store serves one instance: its cache stays in memory,
+            // which spares every hook call a database write.
+            let replay: Arc<dyn ReplayCache> = if store.is_single_instance() {
+                Arc::new(InMemoryReplayCache::default())
+            } else {
+                Arc::new(store)
+            };
+            let authenticator = Authenticator::new(&settings.auth, replay).await?;
             if !authenticator.has_clients() {
                 return Err("authentication is required but no trusted client is configured: add an [[auth.clients]] \
                      section to the configuration (see README), or pass --allow-unauthenticated for a local trial"
@@ -217,6 +225,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/metrics")
                 .route(web::get().to(routes::metrics))
+                .default_service(web::to(routes::method_not_allowed)),
+        )
+        .service(
+            web::resource("/openapi.json")
+                .route(web::get().to(routes::openapi))
                 .default_service(web::to(routes::method_not_allowed)),
         )
         .service(

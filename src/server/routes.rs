@@ -12,6 +12,7 @@ use serde_json::json;
 use super::errors::ApiError;
 use super::{AppState, AuthMode};
 use crate::auth::FhirAccess;
+use crate::hooks::response::CdsResponse;
 
 /// Authenticates the request as CDS Hooks requires, before anything else is done.
 /// Returns the FHIR servers the caller may make the service contact.
@@ -49,6 +50,11 @@ async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<FhirAcc
 }
 
 /// `GET /cds-services`: the service definitions.
+#[utoipa::path(get, path = "/cds-services", tag = "CDS Hooks", security(("cds_hooks_jwt" = [])),
+    responses(
+        (status = 200, description = "The CDS Services", body = super::openapi::DiscoveryResponse),
+        (status = 401, description = "No valid CDS Hooks JWT", body = super::openapi::OperationOutcome)
+    ))]
 pub async fn discovery(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -65,6 +71,19 @@ pub async fn discovery(
 }
 
 /// `POST /cds-services/{id}`: a hook invocation.
+#[utoipa::path(post, path = "/cds-services/{id}", tag = "CDS Hooks", security(("cds_hooks_jwt" = [])),
+    params(("id" = String, Path, description = "The service id", example = "cramp-numbness-patient-view")),
+    request_body(content = super::openapi::HookRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Cards (possibly none)", body = CdsResponse),
+        (status = 400, description = "Malformed request; the OperationOutcome names the field", body = super::openapi::OperationOutcome),
+        (status = 401, description = "No valid CDS Hooks JWT", body = super::openapi::OperationOutcome),
+        (status = 404, description = "Unknown service", body = super::openapi::OperationOutcome),
+        (status = 412, description = "Required data is neither prefetched nor obtainable from the FHIR server", body = super::openapi::OperationOutcome),
+        (status = 413, description = "Body over the limit", body = super::openapi::OperationOutcome),
+        (status = 415, description = "Not JSON", body = super::openapi::OperationOutcome),
+        (status = 500, description = "Internal failure", body = super::openapi::OperationOutcome)
+    ))]
 pub async fn invoke(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -107,6 +126,18 @@ pub async fn invoke(
 }
 
 /// `POST /cds-services/{id}/feedback`: what the clinician did with cards.
+#[utoipa::path(post, path = "/cds-services/{id}/feedback", tag = "CDS Hooks", security(("cds_hooks_jwt" = [])),
+    params(("id" = String, Path, description = "The service id", example = "cramp-numbness-patient-view")),
+    request_body(content = super::openapi::FeedbackRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (idempotent)", body = super::openapi::FeedbackResponse),
+        (status = 400, description = "Malformed feedback; the OperationOutcome names the field", body = super::openapi::OperationOutcome),
+        (status = 401, description = "No valid CDS Hooks JWT", body = super::openapi::OperationOutcome),
+        (status = 404, description = "Unknown service", body = super::openapi::OperationOutcome),
+        (status = 413, description = "Body over the limit", body = super::openapi::OperationOutcome),
+        (status = 415, description = "Not JSON", body = super::openapi::OperationOutcome),
+        (status = 503, description = "The database is unavailable; send again", body = super::openapi::OperationOutcome)
+    ))]
 pub async fn feedback(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -225,6 +256,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /ready`: whether the knowledge is loaded and the database answers.
+#[utoipa::path(get, path = "/ready", tag = "Operations",
+    responses((status = 200, description = "Ready", body = super::openapi::Readiness),
+              (status = 503, description = "Not ready", body = super::openapi::Readiness)))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let knowledge = &state.service.knowledge;
     let database = match state.service.history() {
@@ -254,8 +288,16 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /health`: the process is up.
+#[utoipa::path(get, path = "/health", tag = "Operations",
+    responses((status = 200, description = "Alive", body = super::openapi::Health)))]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// `GET /openapi.json`: this service's OpenAPI 3 description.
+pub async fn openapi() -> HttpResponse {
+    use utoipa::OpenApi;
+    HttpResponse::Ok().json(super::openapi::ApiDoc::openapi())
 }
 
 /// Any path that does not exist.

@@ -185,3 +185,74 @@ async fn sigterm_drains_and_flushes_the_card_history() {
         .sum();
     assert_eq!(recorded as usize, issued, "{report}");
 }
+
+#[actix_web::test]
+async fn the_openapi_description_lists_the_public_endpoints() {
+    let app = spawn_app().await;
+    let document: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/cds-services",
+        "/cds-services/{id}",
+        "/cds-services/{id}/feedback",
+        "/health",
+        "/ready",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path}");
+    }
+    assert_eq!(
+        document["components"]["securitySchemes"]["cds_hooks_jwt"]["scheme"],
+        "bearer"
+    );
+    let card = &document["components"]["schemas"]["Card"];
+    assert_eq!(
+        card["required"],
+        serde_json::json!(["uuid", "summary", "indicator", "source"])
+    );
+}
+
+/// Runs schemathesis (installed from PyPI by .ci/run; its path in CRAMP_CDS_SCHEMATHESIS)
+/// against /openapi.json and the running service.
+#[actix_web::test]
+async fn schemathesis_finds_no_server_error_or_nonconforming_response() {
+    let Ok(schemathesis) = std::env::var("CRAMP_CDS_SCHEMATHESIS") else {
+        eprintln!(
+            "skipped: set CRAMP_CDS_SCHEMATHESIS to the schemathesis command (scripts/schemathesis.sh installs it)"
+        );
+        return;
+    };
+    let app = spawn_app().await;
+    let address = app.address.clone();
+    let output = actix_web::rt::task::spawn_blocking(move || {
+        Command::new(schemathesis)
+            .args([
+                "run",
+                &format!("{address}/openapi.json"),
+                "--url",
+                &address,
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--max-examples",
+                "30",
+                "--no-color",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

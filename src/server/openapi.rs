@@ -27,7 +27,7 @@ use crate::knowledge::services::ServiceDefinition;
         super::routes::ready,
     ),
     components(schemas(
-        DiscoveryResponse, ServiceDefinition, HookRequest, HookContext, FhirAuthorization,
+        DiscoveryResponse, ServiceDefinition, ServiceId, HookName, HookRequest, HookContext, FhirAuthorization,
         CdsResponse, Card, Source, Coding, Suggestion, Action, Link, Indicator,
         SelectionBehavior, ActionType, FeedbackRequest, FeedbackItem, AcceptedSuggestion,
         OverrideReasonGiven, FeedbackResponse, OperationOutcome, OperationOutcomeIssue, Health, Readiness
@@ -55,6 +55,32 @@ impl Modify for CdsHooksJwt {
     }
 }
 
+/// The services this deployment offers (the built-in knowledge's ids).
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum ServiceId {
+    /// patient-view.
+    CrampNumbnessPatientView,
+    /// order-select.
+    CrampNumbnessOrderSelect,
+    /// order-sign.
+    CrampNumbnessOrderSign,
+}
+
+/// A CDS Hooks hook.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum HookName {
+    /// A chart is opened.
+    PatientView,
+    /// An order is being chosen.
+    OrderSelect,
+    /// Orders are about to be signed.
+    OrderSign,
+}
+
 /// `GET /cds-services`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -68,8 +94,7 @@ pub struct DiscoveryResponse {
 #[allow(dead_code)]
 pub struct HookRequest {
     /// The hook; must be the service's hook.
-    #[schema(example = "patient-view")]
-    hook: String,
+    hook: HookName,
     /// A UUID for this hook call.
     hook_instance: String,
     /// The EHR's FHIR base URL (required with fhirAuthorization).

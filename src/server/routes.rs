@@ -72,7 +72,7 @@ pub async fn discovery(
 
 /// `POST /cds-services/{id}`: a hook invocation.
 #[utoipa::path(post, path = "/cds-services/{id}", tag = "CDS Hooks", security(("cds_hooks_jwt" = [])),
-    params(("id" = String, Path, description = "The service id", example = "cramp-numbness-patient-view")),
+    params(("id" = super::openapi::ServiceId, Path, description = "The service id")),
     request_body(content = super::openapi::HookRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Cards (possibly none)", body = CdsResponse),
@@ -127,7 +127,7 @@ pub async fn invoke(
 
 /// `POST /cds-services/{id}/feedback`: what the clinician did with cards.
 #[utoipa::path(post, path = "/cds-services/{id}/feedback", tag = "CDS Hooks", security(("cds_hooks_jwt" = [])),
-    params(("id" = String, Path, description = "The service id", example = "cramp-numbness-patient-view")),
+    params(("id" = super::openapi::ServiceId, Path, description = "The service id")),
     request_body(content = super::openapi::FeedbackRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Stored (idempotent)", body = super::openapi::FeedbackResponse),

@@ -159,6 +159,12 @@ impl Store {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
+            // Warm connections keep the suppression lookup within its budget on PostgreSQL.
+            .min_connections(if is_sqlite {
+                0
+            } else {
+                2.min(settings.max_connections)
+            })
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |connection, _| {
                 Box::pin(async move {

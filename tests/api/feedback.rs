@@ -17,6 +17,8 @@ async fn app_on(database_url: &str, days_later: i64) -> TestApp {
     spawn_app_at(now() + Duration::days(days_later), move |s| {
         s.store.database_url = url;
         s.admin.token = Some(ADMIN_TOKEN.to_owned());
+        // A loaded test machine must not turn a slow lookup into a missed suppression.
+        s.store.lookup_timeout_ms = 5_000;
     })
     .await
 }
@@ -421,6 +423,7 @@ async fn two_instances_share_the_replay_cache_and_suppression_through_postgresql
     let instance = |url: String| {
         crate::helpers::spawn_authenticated_app(move |s| {
             s.store.database_url = url;
+            s.store.lookup_timeout_ms = 5_000;
             // Behind one load balancer both instances answer at the same public URL.
             s.server.public_base_url = Some("https://cds.example".to_owned());
             s.auth.clients = vec![cramp_cds::auth::ClientSettings {

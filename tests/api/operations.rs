@@ -219,13 +219,13 @@ async fn the_openapi_description_lists_the_public_endpoints() {
     );
 }
 
-/// Runs schemathesis (installed from PyPI by .ci/run; its path in CRAMP_CDS_SCHEMATHESIS)
+/// Runs schemathesis (installed from PyPI by .ci/run; its path in CRAMP_CDS_TEST_SCHEMATHESIS)
 /// against /openapi.json and the running service.
 #[actix_web::test]
 async fn schemathesis_finds_no_server_error_or_nonconforming_response() {
-    let Ok(schemathesis) = std::env::var("CRAMP_CDS_SCHEMATHESIS") else {
+    let Ok(schemathesis) = std::env::var("CRAMP_CDS_TEST_SCHEMATHESIS") else {
         eprintln!(
-            "skipped: set CRAMP_CDS_SCHEMATHESIS to the schemathesis command (scripts/schemathesis.sh installs it)"
+            "skipped: set CRAMP_CDS_TEST_SCHEMATHESIS to the schemathesis command (scripts/schemathesis.sh installs it)"
         );
         return;
     };

@@ -68,9 +68,12 @@ pub fn add_document(record: &mut PatientRecord, bytes: &[u8], location: &str) ->
     if trimmed == b"null" {
         return Document::Null;
     }
-    let resource_type = match serde_json::from_slice::<Peek>(trimmed) {
-        Ok(peek) => peek.resource_type,
-        Err(e) => return Document::Unreadable(format!("not a FHIR JSON object: {e}")),
+    let resource_type = match cramp_fhir_parse::leading_resource_type(trimmed) {
+        Some(found) => Some(found.to_owned()),
+        None => match serde_json::from_slice::<Peek>(trimmed) {
+            Ok(peek) => peek.resource_type,
+            Err(e) => return Document::Unreadable(format!("not a FHIR JSON object: {e}")),
+        },
     };
     match resource_type.as_deref() {
         Some("Bundle") => add_bundle(record, trimmed, location),

@@ -42,6 +42,8 @@ pub struct ValueSet {
     displays: HashMap<(String, String), String>,
     /// Lower-case ingredient names (RxNorm displays and designations), matched as whole words.
     names: Vec<String>,
+    /// The first word of each name, for a cheap test before the whole-word search.
+    first_words: HashSet<String>,
 }
 
 /// How a coding or a name matched a value set.
@@ -138,6 +140,7 @@ impl ValueSet {
             prefixes: Vec::new(),
             displays: HashMap::new(),
             names: Vec::new(),
+            first_words: HashSet::new(),
         };
         if let Some(compose) = raw.compose {
             if !compose.exclude.is_empty() {
@@ -155,6 +158,12 @@ impl ValueSet {
                 "the value set has no codes (compose.include or expansion.contains)".into(),
             );
         }
+        set.first_words = set
+            .names
+            .iter()
+            .filter_map(|n| words(n).next())
+            .map(str::to_owned)
+            .collect();
         Ok(set)
     }
 
@@ -239,6 +248,10 @@ impl ValueSet {
     /// The first ingredient name of the value set found as a whole word in `text` (case-insensitive).
     pub fn match_name(&self, text: &str) -> Option<&str> {
         let lower = text.to_lowercase();
+        // Most texts share no word with any name: skip the substring searches for them.
+        if !words(&lower).any(|w| self.first_words.contains(w)) {
+            return None;
+        }
         self.names
             .iter()
             .find(|name| contains_word(&lower, name))
@@ -276,6 +289,12 @@ fn check_system(system: &str) -> Result<(), String> {
             KNOWN_SYSTEMS.join(", ")
         ))
     }
+}
+
+/// The words of a text: runs of letters and digits.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
 }
 
 /// Whether `needle` occurs in `haystack` with no letter or digit directly before or after it.

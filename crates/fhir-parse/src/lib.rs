@@ -121,11 +121,18 @@ struct ResourceTypePeek<'a> {
 /// assert!(parsed.repairs.is_empty());
 /// ```
 pub fn parse_resource(bytes: &[u8]) -> Result<Parsed, ParseError> {
-    let peek: ResourceTypePeek<'_> = serde_json::from_slice(bytes).map_err(|e| ParseError {
-        resource_type: None,
-        message: e.to_string(),
-    })?;
-    let Some(resource_type) = peek.resource_type else {
+    let resource_type = match leading_resource_type(bytes) {
+        Some(found) => Some(Cow::Borrowed(found)),
+        None => {
+            let peek: ResourceTypePeek<'_> =
+                serde_json::from_slice(bytes).map_err(|e| ParseError {
+                    resource_type: None,
+                    message: e.to_string(),
+                })?;
+            peek.resource_type
+        }
+    };
+    let Some(resource_type) = resource_type else {
         return Err(ParseError {
             resource_type: None,
             message: "the resourceType element is missing".to_owned(),
@@ -158,6 +165,31 @@ pub fn parse_resource(bytes: &[u8]) -> Result<Parsed, ParseError> {
         resource,
         repairs: Vec::new(),
     })
+}
+
+/// The `resourceType` when it is the object's first member, as FHIR JSON writes it, read
+/// without scanning the rest of the resource. `None` sends the caller to a full read.
+pub fn leading_resource_type(bytes: &[u8]) -> Option<&str> {
+    let rest = skip_whitespace(bytes).strip_prefix(b"{")?;
+    let rest = skip_whitespace(rest).strip_prefix(b"\"resourceType\"")?;
+    let rest = skip_whitespace(rest).strip_prefix(b":")?;
+    let rest = skip_whitespace(rest).strip_prefix(b"\"")?;
+    let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    let name = std::str::from_utf8(&rest[..end]).ok()?;
+    name.bytes()
+        .all(|b| b.is_ascii_alphabetic())
+        .then_some(name)
+}
+
+fn skip_whitespace(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    &bytes[start..]
 }
 
 /// Reads a MedicationRequest, repairing the deviations the CDS Hooks sandbox's
@@ -216,6 +248,24 @@ mod tests {
             ParsedResource::Other { resource_type } => assert_eq!(resource_type, "Encounter"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_leading_resource_type_is_read_without_a_full_scan() {
+        assert_eq!(
+            leading_resource_type(br#" { "resourceType" : "Bundle", "entry": ["#),
+            Some("Bundle")
+        );
+        assert_eq!(
+            leading_resource_type(br#"{"id":"x","resourceType":"Bundle"}"#),
+            None
+        );
+        let late =
+            br#"{"id":"x","status":"final","code":{"text":"Mg"},"resourceType":"Observation"}"#;
+        assert!(matches!(
+            parse_resource(late).unwrap().resource,
+            ParsedResource::Observation(_)
+        ));
     }
 
     #[test]

@@ -49,6 +49,25 @@ async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<FhirAcc
     }
 }
 
+/// What every POST to a service needs, in order: an authenticated caller (before anything
+/// else), a known service, a JSON content type and a body within the limit.
+async fn accept_service_request(
+    state: &AppState,
+    request: &HttpRequest,
+    service_id: &str,
+    payload: web::Payload,
+) -> Result<(FhirAccess, web::BytesMut), ApiError> {
+    let access = authenticate(state, request).await?;
+    if state.service.knowledge.service(service_id).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "no CDS Service has the id '{service_id}'"
+        )));
+    }
+    require_json(request)?;
+    let body = read_body(request, payload, state.max_body_bytes).await?;
+    Ok((access, body))
+}
+
 /// `GET /cds-services`: the service definitions.
 #[utoipa::path(get, path = "/cds-services", tag = "CDS Hooks", security(("cds_hooks_jwt" = [])),
     responses(
@@ -90,15 +109,8 @@ pub async fn invoke(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let access = authenticate(&state, &request).await?;
     let service_id = path.into_inner();
-    if state.service.knowledge.service(&service_id).is_none() {
-        return Err(ApiError::NotFound(format!(
-            "no CDS Service has the id '{service_id}'"
-        )));
-    }
-    require_json(&request)?;
-    let body = read_body(&request, payload, state.max_body_bytes).await?;
+    let (access, body) = accept_service_request(&state, &request, &service_id, payload).await?;
     let invocation = AssertUnwindSafe(state.service.invoke(
         &service_id,
         &body,
@@ -144,15 +156,8 @@ pub async fn feedback(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    authenticate(&state, &request).await?;
     let service_id = path.into_inner();
-    if state.service.knowledge.service(&service_id).is_none() {
-        return Err(ApiError::NotFound(format!(
-            "no CDS Service has the id '{service_id}'"
-        )));
-    }
-    require_json(&request)?;
-    let body = read_body(&request, payload, state.max_body_bytes).await?;
+    let (_, body) = accept_service_request(&state, &request, &service_id, payload).await?;
     let entries = crate::hooks::feedback::parse_feedback(&body, &service_id).map_err(|e| {
         ApiError::BadRequest {
             field: e.field,

@@ -20,10 +20,30 @@ pub trait ReplayCache: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<bool, String>>;
 }
 
-/// A replay cache in this process's memory; expired entries are dropped as new ones arrive.
+/// A replay cache in this process's memory. Expired entries are dropped at most once a
+/// minute, or when the cache has doubled since the last sweep, so a sweep never runs per request.
 #[derive(Debug, Default)]
 pub struct InMemoryReplayCache {
-    seen: Mutex<HashMap<(String, String), DateTime<Utc>>>,
+    state: Mutex<ReplayState>,
+}
+
+#[derive(Debug, Default)]
+struct ReplayState {
+    seen: HashMap<(String, String), DateTime<Utc>>,
+    next_sweep: Option<DateTime<Utc>>,
+    sweep_above: usize,
+}
+
+impl ReplayState {
+    fn sweep_if_due(&mut self, now: DateTime<Utc>) {
+        let due_by_time = self.next_sweep.is_none_or(|at| now >= at);
+        let due_by_size = self.seen.len() > self.sweep_above.max(4096);
+        if due_by_time || due_by_size {
+            self.seen.retain(|_, expiry| *expiry > now);
+            self.next_sweep = Some(now + chrono::Duration::seconds(60));
+            self.sweep_above = self.seen.len() * 2;
+        }
+    }
 }
 
 impl ReplayCache for InMemoryReplayCache {
@@ -35,18 +55,16 @@ impl ReplayCache for InMemoryReplayCache {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<bool, String>> {
         let result = (|| {
-            let mut seen = self
-                .seen
+            let mut state = self
+                .state
                 .lock()
                 .map_err(|_| "replay cache poisoned".to_owned())?;
-            if seen.len() > 1024 {
-                seen.retain(|_, expiry| *expiry > now);
-            }
+            state.sweep_if_due(now);
             let key = (issuer.to_owned(), jti.to_owned());
-            match seen.get(&key) {
+            match state.seen.get(&key) {
                 Some(expiry) if *expiry > now => Ok(false),
                 _ => {
-                    seen.insert(key, expires_at);
+                    state.seen.insert(key, expires_at);
                     Ok(true)
                 }
             }

@@ -16,6 +16,9 @@ use tokio::sync::Notify;
 
 use super::{FeedbackEntry, IssuedCard, Override, Store, StoreError, StoreSettings};
 
+/// How often the writer writes what is queued.
+const WRITE_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Override-based suppression settings (`[suppression]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -164,7 +167,11 @@ impl History {
             let total = self.queue.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
             tracing::warn!(dropped, total, "history queue full; oldest entries dropped");
         }
-        self.queue.wake.notify_one();
+        // The writer runs every WRITE_INTERVAL; it is woken early only when a full batch waits,
+        // so a busy service writes a few large transactions a second, not one per card.
+        if self.queue_depth() >= self.batch_size {
+            self.queue.wake.notify_one();
+        }
     }
 
     /// Entries waiting to be written.
@@ -234,12 +241,17 @@ impl History {
 
     async fn write_forever(&self) {
         loop {
-            let _ =
-                tokio::time::timeout(Duration::from_millis(250), self.queue.wake.notified()).await;
-            match self.write_batch().await {
-                Ok(n) if n == self.batch_size => continue,
-                Ok(_) => {}
-                Err(()) => tokio::time::sleep(Duration::from_millis(500)).await,
+            let _ = tokio::time::timeout(WRITE_INTERVAL, self.queue.wake.notified()).await;
+            // Write full batches back to back, then wait for the next interval.
+            loop {
+                match self.write_batch().await {
+                    Ok(n) if n == self.batch_size => continue,
+                    Ok(_) => break,
+                    Err(()) => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
+                }
             }
         }
     }

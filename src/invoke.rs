@@ -112,10 +112,15 @@ impl CdsService {
             .service(service_id)
             .ok_or_else(|| InvokeError::UnknownService(service_id.to_owned()))?;
         let call = parse_hook_call(body, service.hook)?;
-        let needed = self.knowledge.needed_resource_types(service.hook);
-        let record = gather(&call, service, &needed, &self.fhir, access)
-            .instrument(tracing::debug_span!("gather_patient_data"))
-            .await?;
+        let record = gather(
+            &call,
+            service,
+            &service.needed_resource_types,
+            &self.fhir,
+            access,
+        )
+        .instrument(tracing::debug_span!("gather_patient_data"))
+        .await?;
         let mut evaluation = {
             let _span = tracing::debug_span!("evaluate_rules").entered();
             Engine::new(&self.knowledge).evaluate(&record, call.hook, now)

@@ -260,8 +260,8 @@ impl Knowledge {
             services.push(service);
         }
 
-        let knowledge = Knowledge {
-            services,
+        let mut knowledge = Knowledge {
+            services: Vec::new(),
             valuesets,
             analytes,
             definitions,
@@ -269,6 +269,11 @@ impl Knowledge {
             cards,
             source: source.clone(),
         };
+        // What each hook's rules read depends only on the knowledge: work it out once, not per call.
+        for mut service in services {
+            service.needed_resource_types = knowledge.needed_resource_types(service.hook);
+            knowledge.services.push(service);
+        }
         knowledge.check_prefetch_covers_rules(&services_file.path)?;
         Ok(knowledge)
     }
@@ -307,7 +312,7 @@ impl Knowledge {
             }
         }
         for service in &self.services {
-            for needed in self.needed_resource_types(service.hook) {
+            for needed in service.needed_resource_types.iter().copied() {
                 let template = service
                     .templates
                     .iter()

@@ -46,6 +46,8 @@ pub struct Service {
     pub hook: Hook,
     /// The prefetch templates, parsed, in key order.
     pub templates: Vec<(String, PrefetchTemplate)>,
+    /// The FHIR resource types the rules of this hook read (filled in once the rules are loaded).
+    pub needed_resource_types: std::collections::BTreeSet<&'static str>,
 }
 
 impl Service {
@@ -79,6 +81,7 @@ impl Service {
             definition,
             hook,
             templates,
+            needed_resource_types: Default::default(),
         })
     }
 }

@@ -142,25 +142,15 @@ impl FhirClient {
 /// A reqwest error without the URL (which may carry patient identifiers).
 fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_connect() {
-        "connection failed".to_owned()
-    } else {
-        error.without_url_ref().to_string()
+        return "timed out".to_owned();
     }
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let text = self.to_string();
-        match self.url() {
-            Some(url) => text.replace(url.as_str(), "[url]"),
-            None => text,
-        }
+    if error.is_connect() {
+        return "connection failed".to_owned();
+    }
+    let text = error.to_string();
+    match error.url() {
+        Some(url) => text.replace(url.as_str(), "[url]"),
+        None => text,
     }
 }
 

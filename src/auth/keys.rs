@@ -4,10 +4,11 @@
 //! and never takes the service down.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use tokio::sync::Mutex;
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::JwkSet;
 
 /// Where a client's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -18,18 +19,48 @@ pub enum KeySource {
     Url(String),
 }
 
-#[derive(Debug)]
+/// A JWK Set with each usable key decoded once, when the set is read.
+struct DecodedSet {
+    keys: HashMap<String, Arc<DecodingKey>>,
+}
+
+impl DecodedSet {
+    /// Keys without a `kid` or that jsonwebtoken cannot use are left out: a token must
+    /// name its key, and an unusable key could never verify one.
+    fn new(set: &JwkSet) -> DecodedSet {
+        let keys = set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some((kid, Arc::new(key)))
+            })
+            .collect();
+        DecodedSet { keys }
+    }
+}
+
+#[derive(Default)]
 struct CachedSet {
-    set: Option<JwkSet>,
+    set: Option<DecodedSet>,
     last_fetch_attempt: Option<Instant>,
 }
 
-/// Cached key sets, by source.
-#[derive(Debug)]
+/// Cached key sets, by source. Looking up a cached key takes a shared read lock and
+/// no allocation; only an unknown `kid` from a URL source leads to a fetch.
 pub struct KeyStore {
     http: reqwest::Client,
     min_refresh: Duration,
-    sets: Mutex<HashMap<KeySource, CachedSet>>,
+    sets: RwLock<HashMap<KeySource, CachedSet>>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("min_refresh", &self.min_refresh)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyStore {
@@ -44,7 +75,7 @@ impl KeyStore {
         Ok(KeyStore {
             http,
             min_refresh,
-            sets: Mutex::new(HashMap::new()),
+            sets: RwLock::new(HashMap::new()),
         })
     }
 
@@ -53,10 +84,10 @@ impl KeyStore {
         let bytes = std::fs::read(path).map_err(|e| format!("{path}: cannot read: {e}"))?;
         let set: JwkSet =
             serde_json::from_slice(&bytes).map_err(|e| format!("{path}: not a JWK Set: {e}"))?;
-        self.sets.lock().await.insert(
+        self.write_sets().insert(
             KeySource::File(path.to_owned()),
             CachedSet {
-                set: Some(set),
+                set: Some(DecodedSet::new(&set)),
                 last_fetch_attempt: None,
             },
         );
@@ -64,32 +95,49 @@ impl KeyStore {
     }
 
     /// The key with `kid` from `source`, fetching or refreshing a URL source when needed.
-    pub async fn key(&self, source: &KeySource, kid: &str) -> Option<Jwk> {
-        let mut sets = self.sets.lock().await;
-        let cached = sets.entry(source.clone()).or_insert(CachedSet {
-            set: None,
-            last_fetch_attempt: None,
-        });
-        if let Some(key) = find(cached.set.as_ref(), kid) {
+    pub async fn key(&self, source: &KeySource, kid: &str) -> Option<Arc<DecodingKey>> {
+        if let Some(key) = self.cached(source, kid) {
             return Some(key);
         }
         let KeySource::Url(url) = source else {
             return None;
         };
-        if cached
-            .last_fetch_attempt
-            .is_some_and(|t| t.elapsed() < self.min_refresh)
         {
-            return None;
+            // Claim the refresh under the lock, so concurrent misses fetch once.
+            let mut sets = self.write_sets();
+            let cached = sets.entry(source.clone()).or_default();
+            if cached
+                .last_fetch_attempt
+                .is_some_and(|t| t.elapsed() < self.min_refresh)
+            {
+                return None;
+            }
+            cached.last_fetch_attempt = Some(Instant::now());
         }
-        cached.last_fetch_attempt = Some(Instant::now());
         match self.fetch(url).await {
-            Ok(set) => cached.set = Some(set),
+            Ok(set) => {
+                let decoded = DecodedSet::new(&set);
+                self.write_sets().entry(source.clone()).or_default().set = Some(decoded);
+            }
             Err(e) => {
                 tracing::warn!(jwks_url = %url, error = %e, "JWK Set could not be fetched; keeping cached keys")
             }
         }
-        find(cached.set.as_ref(), kid)
+        self.cached(source, kid)
+    }
+
+    fn cached(&self, source: &KeySource, kid: &str) -> Option<Arc<DecodingKey>> {
+        let sets = self
+            .sets
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        sets.get(source)?.set.as_ref()?.keys.get(kid).cloned()
+    }
+
+    fn write_sets(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<KeySource, CachedSet>> {
+        self.sets
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn fetch(&self, url: &str) -> Result<JwkSet, String> {
@@ -112,11 +160,4 @@ impl KeyStore {
         let bytes = response.bytes().await.map_err(|e| e.to_string())?;
         serde_json::from_slice(&bytes).map_err(|e| format!("not a JWK Set: {e}"))
     }
-}
-
-fn find(set: Option<&JwkSet>, kid: &str) -> Option<Jwk> {
-    set?.keys
-        .iter()
-        .find(|k| k.common.key_id.as_deref() == Some(kid))
-        .cloned()
 }

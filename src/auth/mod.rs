@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 pub use fhir_access::FhirAccess;
@@ -318,12 +318,11 @@ impl Authenticator {
             Some(jku) => return Err(AuthFailure::JkuNotAllowed(jku.clone())),
             None => client.keys.clone(),
         };
-        let jwk = self
+        let key = self
             .keys
             .key(&source, &kid)
             .await
             .ok_or_else(|| AuthFailure::UnknownKey(kid.clone()))?;
-        let key = DecodingKey::from_jwk(&jwk).map_err(|_| AuthFailure::UnknownKey(kid.clone()))?;
 
         let mut validation = Validation::new(header.alg);
         validation.validate_exp = false; // checked below against the service's clock

@@ -507,3 +507,42 @@ async fn two_instances_share_the_replay_cache_and_suppression_through_postgresql
         "{body}"
     );
 }
+
+#[actix_web::test]
+async fn a_large_history_batch_is_written_in_multi_row_statements_without_duplicates() {
+    use cramp_cds::store::{IssuedCard, ROWS_PER_INSERT, Store, StoreSettings};
+    for url in databases().await {
+        let store = Store::connect(&StoreSettings {
+            database_url: url.clone(),
+            ..StoreSettings::default()
+        })
+        .await
+        .unwrap();
+        let card = |n: usize| IssuedCard {
+            card_uuid: format!("card-{n}"),
+            service_id: PATIENT_VIEW.to_owned(),
+            rule_id: if n % 2 == 0 { "even-rule" } else { "odd-rule" }.to_owned(),
+            indicator: "info".to_owned(),
+            hook_instance: "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea".to_owned(),
+            patient_hash: "hash".to_owned(),
+            issued_at: now(),
+            suggestion_uuids: vec![format!("suggestion-{n}")],
+        };
+        // Two and a half statements' worth, with a card repeated inside the batch and
+        // one already written before it.
+        let total = ROWS_PER_INSERT * 2 + ROWS_PER_INSERT / 2;
+        store.write_issued_cards(&[card(7)]).await.unwrap();
+        let mut batch: Vec<IssuedCard> = (0..total).map(card).collect();
+        batch.push(card(3));
+        store.write_issued_cards(&batch).await.unwrap();
+        let report = store.report(None).await.unwrap();
+        let issued: i64 = report.rules.iter().map(|r| r.issued).sum();
+        assert_eq!(issued, total as i64, "on {url}: {report:?}");
+        let even = report
+            .rules
+            .iter()
+            .find(|r| r.rule_id == "even-rule")
+            .unwrap();
+        assert_eq!(even.issued, total.div_ceil(2) as i64, "on {url}");
+    }
+}

@@ -17,6 +17,10 @@ use cramp_cds::store::history::History;
 use cramp_cds::store::{Store, StoreSettings};
 use cramp_cds::synthetic::patient_view_request;
 
+/// The allocator the `cramp-cds` binary uses, so the numbers are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 
 fn hook_requests(c: &mut Criterion) {

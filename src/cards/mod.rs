@@ -53,7 +53,7 @@ fn render_card(
             let template = &rule.suggestions[planned.index];
             Suggestion {
                 label: template.label.clone(),
-                uuid: Uuid::new_v4().to_string(),
+                uuid: Uuid::now_v7().to_string(),
                 is_recommended: template.is_recommended,
                 actions: planned
                     .actions
@@ -101,7 +101,9 @@ fn render_card(
         link_type: "absolute".to_owned(),
     });
     Card {
-        uuid: Uuid::new_v4().to_string(),
+        // Time-ordered (v7): the history's primary key then grows at its end instead of
+        // at random places, which keeps writing the history cheap.
+        uuid: Uuid::now_v7().to_string(),
         summary: finding.summary.to_owned(),
         detail: Some(render_detail(finding)),
         indicator: finding.indicator,

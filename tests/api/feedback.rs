@@ -521,7 +521,12 @@ async fn a_large_history_batch_is_written_in_multi_row_statements_without_duplic
         let card = |n: usize| IssuedCard {
             card_uuid: format!("card-{n}"),
             service_id: PATIENT_VIEW.to_owned(),
-            rule_id: if n.is_multiple_of(2) { "even-rule" } else { "odd-rule" }.to_owned(),
+            rule_id: if n.is_multiple_of(2) {
+                "even-rule"
+            } else {
+                "odd-rule"
+            }
+            .to_owned(),
             indicator: "info".to_owned(),
             hook_instance: "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea".to_owned(),
             patient_hash: "hash".to_owned(),

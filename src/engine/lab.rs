@@ -27,19 +27,21 @@ pub fn evaluate(
     let analyte = &knowledge.analytes[criterion.analyte];
     let (mut results, unusable) = usable_results(criterion, knowledge, record, now);
     results.sort_by_key(|r| std::cmp::Reverse(r.time));
-    let window = match criterion.within_days {
-        Some(days) => format!("in the last {days} days"),
-        None => "on record".to_owned(),
-    };
     let (matched, mut evidence) = match &criterion.test {
         LabTest::Missing => match results.first() {
-            None => (
-                true,
-                vec![format!(
-                    "No usable {} result {window}",
-                    super::lower_first(&analyte.display)
-                )],
-            ),
+            None => {
+                let window = match criterion.within_days {
+                    Some(days) => format!("in the last {days} days"),
+                    None => "on record".to_owned(),
+                };
+                (
+                    true,
+                    vec![format!(
+                        "No usable {} result {window}",
+                        super::lower_first(&analyte.display)
+                    )],
+                )
+            }
             Some(_) => (false, Vec::new()),
         },
         LabTest::Present => match results.first() {
@@ -192,6 +194,10 @@ fn compare(
             Direction::Below => result.canonical < limit,
             Direction::Above => result.canonical > limit,
         };
+        if !matched {
+            // Evidence of a criterion that did not match is never shown: skip building it.
+            return (false, Vec::new());
+        }
         let why = format!(
             ", {word} the laboratory's reference limit of {}",
             analyte.format(limit)
@@ -210,6 +216,9 @@ fn compare(
                 Direction::Below => matches!(*f, "L" | "LL"),
                 Direction::Above => matches!(*f, "H" | "HH"),
             });
+            if !matched {
+                return (false, Vec::new());
+            }
             let why = format!(", flagged {} by the laboratory", flags.join("/"));
             return (matched, vec![describe(analyte, result, &why)]);
         }
@@ -218,6 +227,9 @@ fn compare(
         Direction::Below => result.canonical < threshold,
         Direction::Above => result.canonical > threshold,
     };
+    if !matched {
+        return (false, Vec::new());
+    }
     let why = format!(", {word} the threshold of {}", analyte.format(threshold));
     (matched, vec![describe(analyte, result, &why)])
 }

@@ -304,9 +304,11 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
             combined
         }
         Criterion::Not(child) => {
-            let matched = !evaluate(child, scope).matched;
+            if evaluate(child, scope).matched {
+                return Outcome::default();
+            }
             Outcome::leaf(
-                matched,
+                true,
                 vec![format!("Not found: {}", describe(child, scope.knowledge))],
             )
         }

@@ -38,7 +38,7 @@ struct Peek {
 #[derive(Deserialize)]
 struct BundleShape<'a> {
     #[serde(default, borrow)]
-    entry: Vec<&'a RawValue>,
+    entry: Vec<EntryShape<'a>>,
     #[serde(default)]
     link: Vec<LinkShape>,
 }
@@ -49,16 +49,95 @@ struct LinkShape {
     url: Option<String>,
 }
 
+/// One `Bundle.entry`, read in the same pass as the Bundle. An entry that is not an
+/// object is kept as [`EntryShape::Unreadable`], so it is reported and skipped alone.
+enum EntryShape<'a> {
+    Entry {
+        resource: Option<&'a RawValue>,
+        search: Option<&'a RawValue>,
+    },
+    Unreadable(&'static str),
+}
+
 #[derive(Deserialize)]
-struct EntryShape<'a> {
-    #[serde(borrow)]
-    resource: Option<&'a RawValue>,
-    search: Option<SearchShape>,
+#[serde(field_identifier, rename_all = "lowercase")]
+enum EntryMember {
+    Resource,
+    Search,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EntryShape<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(EntryVisitor(std::marker::PhantomData))
+    }
+}
+
+struct EntryVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for EntryVisitor<'a> {
+    type Value = EntryShape<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a Bundle entry object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let (mut resource, mut search) = (None, None);
+        while let Some(member) = map.next_key::<EntryMember>()? {
+            match member {
+                EntryMember::Resource => resource = Some(map.next_value::<&'de RawValue>()?),
+                EntryMember::Search => search = Some(map.next_value::<&'de RawValue>()?),
+                EntryMember::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let resource = resource.filter(|r| r.get() != "null");
+        Ok(EntryShape::Entry { resource, search })
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(EntryShape::Unreadable("an array"))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(EntryShape::Unreadable("null"))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(EntryShape::Unreadable("a string"))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(EntryShape::Unreadable("a boolean"))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(EntryShape::Unreadable("a number"))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(EntryShape::Unreadable("a number"))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(EntryShape::Unreadable("a number"))
+    }
 }
 
 #[derive(Deserialize)]
 struct SearchShape {
     mode: Option<String>,
+}
+
+/// `entry.search.mode`, when `search` is an object that has one.
+fn search_mode(search: Option<&RawValue>) -> Option<String> {
+    serde_json::from_str::<SearchShape>(search?.get())
+        .ok()?
+        .mode
 }
 
 /// Adds every resource in `bytes` (a resource or a Bundle) to the record.
@@ -107,22 +186,25 @@ fn add_bundle(record: &mut PatientRecord, bytes: &[u8], location: &str) -> Docum
         Err(e) => return Document::Unreadable(format!("the Bundle could not be read: {e}")),
     };
     let mut count = 0;
-    for (index, entry) in bundle.entry.iter().enumerate() {
+    for (index, entry) in bundle.entry.into_iter().enumerate() {
         let entry_location = format!("{location}.entry[{index}]");
-        let shape: EntryShape<'_> = match serde_json::from_str(entry.get()) {
-            Ok(shape) => shape,
-            Err(e) => {
-                record.add_issue(entry_location, format!("the entry could not be read: {e}"));
+        let (resource, search) = match entry {
+            EntryShape::Entry { resource, search } => (resource, search),
+            EntryShape::Unreadable(kind) => {
+                record.add_issue(
+                    entry_location,
+                    format!("the entry could not be read: it is {kind}, not an object"),
+                );
                 continue;
             }
         };
-        let Some(resource) = shape.resource else {
+        let Some(resource) = resource else {
             continue;
         };
         let raw = resource.get().as_bytes();
         match parse_resource(raw) {
             Ok(parsed) => {
-                let is_outcome = shape.search.and_then(|s| s.mode).as_deref() == Some("outcome")
+                let is_outcome = search_mode(search).as_deref() == Some("outcome")
                     || matches!(parsed.resource, ParsedResource::OperationOutcome(_));
                 if is_outcome {
                     record.add_issue(
@@ -160,11 +242,12 @@ pub fn add_draft_orders(
             return Vec::new();
         }
     };
-    for (index, entry) in shape.entry.iter().enumerate() {
+    for (index, entry) in shape.entry.into_iter().enumerate() {
         let entry_location = format!("{location}.entry[{index}]");
-        let Some(resource) = serde_json::from_str::<EntryShape<'_>>(entry.get())
-            .ok()
-            .and_then(|e| e.resource)
+        let EntryShape::Entry {
+            resource: Some(resource),
+            ..
+        } = entry
         else {
             record.add_issue(entry_location, "the entry has no readable resource");
             continue;

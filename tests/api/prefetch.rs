@@ -1,7 +1,7 @@
 //! Every prefetch shape: absent, null, a single resource, an empty or paged
 //! searchset Bundle, an OperationOutcome, and a Bundle with a malformed entry.
 
-use crate::helpers::{cards, rule_id, spawn_app};
+use crate::helpers::{cards, fixture, rule_id, spawn_app};
 
 #[actix_web::test]
 async fn null_keys_mean_no_data_and_the_rules_still_run() {
@@ -43,6 +43,47 @@ async fn a_malformed_bundle_entry_is_reported_and_skipped() {
         "{detail}"
     );
     assert!(detail.contains("Observation could not be read"), "{detail}");
+}
+
+#[actix_web::test]
+async fn bundle_entries_that_are_not_objects_are_reported_and_the_others_read() {
+    let app = spawn_app().await;
+    let mut request = fixture("prefetch-bundle-with-malformed-entry.fire");
+    let entries = request["prefetch"]["observations"]["entry"]
+        .as_array_mut()
+        .unwrap();
+    entries.insert(0, serde_json::json!(5));
+    entries.insert(1, serde_json::json!(["an", "array"]));
+    entries.insert(
+        2,
+        serde_json::json!({"resource": null, "fullUrl": "urn:uuid:x"}),
+    );
+    let response = app
+        .post_hook(
+            "cramp-numbness-patient-view",
+            serde_json::to_vec(&request).unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let card = &cards(&body)[0];
+    assert_eq!(rule_id(card), "diuretic-low-magnesium");
+    let detail = card["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(
+            "prefetch.observations.entry[0]: the entry could not be read: it is a number"
+        ),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("entry[1]: the entry could not be read: it is an array"),
+        "{detail}"
+    );
+    // The malformed Observation moved from entry[2] to entry[5]; it is still reported.
+    assert!(
+        detail.contains("prefetch.observations.entry[5]"),
+        "{detail}"
+    );
 }
 
 #[actix_web::test]

@@ -4,7 +4,8 @@
 # p50/p99 latency and peak resident memory for:
 #   1. the small request (about 10 resources), RS384 tokens, 50 connections;
 #   2. the typical request (about 100 resources), RS384 tokens, 50 connections;
-#   3. the small request with ES384 tokens.
+#   3. the small request with ES384 tokens;
+#   4. the typical request at 2 connections (one per core): latency without queueing.
 # Needs wrk (Debian package `wrk`). Usage: scripts/loadtest.sh [SECONDS] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,12 +67,12 @@ stop_server() {
   kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
 }
 
-run() { # name body-file alg
-  local name=$1 body=$2 alg=$3
+run() { # name body-file alg [connections]
+  local name=$1 body=$2 alg=$3 connections=${4:-$CONNECTIONS}
   start_server "$alg-$(basename "$body" .json)"
   local result
   result=$(BODY_FILE="$body" TOKENS_FILE="$WORK/tokens-$alg.txt" THREADS=$THREADS \
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s scripts/loadtest.lua "$AUDIENCE" | tail -1)
+    wrk -t"$THREADS" -c"$connections" -d"${DURATION}s" --latency -s scripts/loadtest.lua "$AUDIENCE" | tail -1)
   local rss_kb
   rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
   printf '%-28s %s peak_rss_mb=%d\n' "$name" "$result" $(( rss_kb / 1024 ))
@@ -83,3 +84,4 @@ echo "body sizes: small $(wc -c < "$WORK/small.json") bytes, typical $(wc -c < "
 run "small (10), RS384" "$WORK/small.json" RS384
 run "typical (100), RS384" "$WORK/typical.json" RS384
 run "small (10), ES384" "$WORK/small.json" ES384
+run "typical (100), RS384, c=2" "$WORK/typical.json" RS384 2

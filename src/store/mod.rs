@@ -175,11 +175,6 @@ impl Store {
                         sqlx::query("PRAGMA busy_timeout = 2000")
                             .execute(&mut *connection)
                             .await?;
-                        // The usual pairing with WAL: a commit survives a crash of the
-                        // service; only a power loss can take the last commits.
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *connection)
-                            .await?;
                     }
                     Ok(())
                 })

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::record::PatientRecord;
+use crate::hooks::object_or::ObjectOr;
 use cramp_fhir_parse::{ParsedResource, parse_resource};
 
 /// What a document turned out to hold.
@@ -50,82 +51,15 @@ struct LinkShape {
 }
 
 /// One `Bundle.entry`, read in the same pass as the Bundle. An entry that is not an
-/// object is kept as [`EntryShape::Unreadable`], so it is reported and skipped alone.
-enum EntryShape<'a> {
-    Entry {
-        resource: Option<&'a RawValue>,
-        search: Option<&'a RawValue>,
-    },
-    Unreadable(&'static str),
-}
+/// object is kept as [`ObjectOr::NotAnObject`], so it is reported and skipped alone.
+type EntryShape<'a> = ObjectOr<EntryMembers<'a>>;
 
 #[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "lowercase")]
-enum EntryMember {
-    Resource,
-    Search,
-    #[serde(other)]
-    Other,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for EntryShape<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(EntryVisitor(std::marker::PhantomData))
-    }
-}
-
-struct EntryVisitor<'a>(std::marker::PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> serde::de::Visitor<'de> for EntryVisitor<'a> {
-    type Value = EntryShape<'a>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a Bundle entry object")
-    }
-
-    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        let (mut resource, mut search) = (None, None);
-        while let Some(member) = map.next_key::<EntryMember>()? {
-            match member {
-                EntryMember::Resource => resource = Some(map.next_value::<&'de RawValue>()?),
-                EntryMember::Search => search = Some(map.next_value::<&'de RawValue>()?),
-                EntryMember::Other => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-            }
-        }
-        let resource = resource.filter(|r| r.get() != "null");
-        Ok(EntryShape::Entry { resource, search })
-    }
-
-    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(EntryShape::Unreadable("an array"))
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(EntryShape::Unreadable("null"))
-    }
-
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(EntryShape::Unreadable("a string"))
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(EntryShape::Unreadable("a boolean"))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(EntryShape::Unreadable("a number"))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(EntryShape::Unreadable("a number"))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(EntryShape::Unreadable("a number"))
-    }
+struct EntryMembers<'a> {
+    #[serde(default, borrow)]
+    resource: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    search: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -189,8 +123,8 @@ fn add_bundle(record: &mut PatientRecord, bytes: &[u8], location: &str) -> Docum
     for (index, entry) in bundle.entry.into_iter().enumerate() {
         let entry_location = format!("{location}.entry[{index}]");
         let (resource, search) = match entry {
-            EntryShape::Entry { resource, search } => (resource, search),
-            EntryShape::Unreadable(kind) => {
+            ObjectOr::Object(members) => (members.resource, members.search),
+            ObjectOr::NotAnObject(kind) => {
                 record.add_issue(
                     entry_location,
                     format!("the entry could not be read: it is {kind}, not an object"),
@@ -244,10 +178,10 @@ pub fn add_draft_orders(
     };
     for (index, entry) in shape.entry.into_iter().enumerate() {
         let entry_location = format!("{location}.entry[{index}]");
-        let EntryShape::Entry {
+        let ObjectOr::Object(EntryMembers {
             resource: Some(resource),
             ..
-        } = entry
+        }) = entry
         else {
             record.add_issue(entry_location, "the entry has no readable resource");
             continue;

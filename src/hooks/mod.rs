@@ -3,6 +3,7 @@
 
 pub mod feedback;
 mod hook;
+pub mod object_or;
 pub mod request;
 pub mod response;
 pub mod template;

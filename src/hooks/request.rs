@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::Hook;
+use super::object_or::ObjectOr;
 
 /// A request that cannot be served, and the field that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,64 +106,7 @@ struct Envelope<'a> {
     #[serde(borrow)]
     context: Option<&'a RawValue>,
     #[serde(borrow)]
-    prefetch: Option<PrefetchField<'a>>,
-}
-
-/// `prefetch` read in the same pass as the rest of the request: the keys with their
-/// values as raw JSON, or what was sent instead of an object (reported, not a parse failure,
-/// so the error names the `prefetch` field).
-enum PrefetchField<'a> {
-    Map(BTreeMap<String, &'a RawValue>),
-    NotAnObject(&'static str),
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for PrefetchField<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(PrefetchVisitor(std::marker::PhantomData))
-    }
-}
-
-struct PrefetchVisitor<'a>(std::marker::PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> serde::de::Visitor<'de> for PrefetchVisitor<'a> {
-    type Value = PrefetchField<'a>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object of prefetch keys")
-    }
-
-    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        let mut entries = BTreeMap::new();
-        while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
-            entries.insert(key, value);
-        }
-        Ok(PrefetchField::Map(entries))
-    }
-
-    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(PrefetchField::NotAnObject("an array"))
-    }
-
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(PrefetchField::NotAnObject("a string"))
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(PrefetchField::NotAnObject("a boolean"))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(PrefetchField::NotAnObject("a number"))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(PrefetchField::NotAnObject("a number"))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(PrefetchField::NotAnObject("a number"))
-    }
+    prefetch: Option<ObjectOr<BTreeMap<String, &'a RawValue>>>,
 }
 
 #[derive(Deserialize)]
@@ -244,8 +188,8 @@ pub fn parse_hook_call(body: &[u8], expected: Hook) -> Result<HookCall<'_>, Requ
     let prefetch = match envelope.prefetch {
         // Absent or null: the client prefetched nothing.
         None => Vec::new(),
-        Some(PrefetchField::Map(entries)) => entries.into_iter().collect(),
-        Some(PrefetchField::NotAnObject(kind)) => {
+        Some(ObjectOr::Object(entries)) => entries.into_iter().collect(),
+        Some(ObjectOr::NotAnObject(kind)) => {
             return Err(RequestError::new(
                 "prefetch",
                 format!("must be a JSON object, not {kind}"),

@@ -90,6 +90,15 @@ pub struct TrustedClient {
     pub fhir_access: FhirAccess,
 }
 
+/// Who made an authenticated call: the trusted client, and the tenant its token named.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The client whose key verified the token.
+    pub client: Arc<TrustedClient>,
+    /// The token's `tenant` claim, when it had one.
+    pub tenant: Option<String>,
+}
+
 /// Why a request was not authenticated (logged, never sent).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthFailure {
@@ -278,7 +287,7 @@ impl Authenticator {
         authorization: Option<&str>,
         audience: &str,
         now: DateTime<Utc>,
-    ) -> Result<Arc<TrustedClient>, AuthFailure> {
+    ) -> Result<Caller, AuthFailure> {
         let token = authorization
             .and_then(|value| {
                 let (scheme, token) = value.trim().split_once(' ')?;
@@ -369,6 +378,9 @@ impl Authenticator {
         if !fresh {
             return Err(AuthFailure::Replayed);
         }
-        Ok(client)
+        Ok(Caller {
+            client,
+            tenant: claims.tenant,
+        })
     }
 }

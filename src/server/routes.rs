@@ -35,7 +35,7 @@ async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<FhirAcc
                 .verify(header, &audience, state.clock.now())
                 .await
             {
-                Ok(client) => Ok(client.fhir_access.clone()),
+                Ok(caller) => Ok(caller.client.fhir_access.clone()),
                 Err(failure) => {
                     crate::metrics::METRICS
                         .auth_failures

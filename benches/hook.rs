@@ -46,6 +46,7 @@ fn hook_requests(c: &mut Criterion) {
             .with_history(history, true)
     });
     let access = FhirAccess::none();
+    let client = cramp_cds::store::ClientScope::local();
 
     let mut group = c.benchmark_group("patient_view");
     for size in SIZES {
@@ -73,6 +74,7 @@ fn hook_requests(c: &mut Criterion) {
                         black_box(body),
                         now,
                         &access,
+                        &client,
                     ))
                     .unwrap();
                 black_box(serde_json::to_vec(&invocation.response).unwrap())
@@ -89,6 +91,7 @@ fn hook_requests(c: &mut Criterion) {
                             black_box(body),
                             now,
                             &access,
+                            &client,
                         ))
                         .unwrap();
                     black_box(serde_json::to_vec(&invocation.response).unwrap())

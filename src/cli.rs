@@ -179,9 +179,15 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 } else {
                     cds
                 };
-                cds.invoke(&service_id, &body, now, &FhirAccess::any())
-                    .await
-                    .map_err(|e| describe_invoke_error(&e))
+                cds.invoke(
+                    &service_id,
+                    &body,
+                    now,
+                    &FhirAccess::any(),
+                    &crate::store::ClientScope::local(),
+                )
+                .await
+                .map_err(|e| describe_invoke_error(&e))
             })?;
             print_invocation(&invocation, format);
             if explain {

@@ -16,8 +16,8 @@ use crate::hooks::response::CdsResponse;
 use crate::hooks::{RequestError, parse_hook_call};
 use crate::knowledge::Knowledge;
 use crate::knowledge::rule::Indicator;
-use crate::store::IssuedCard;
 use crate::store::history::{History, Snooze};
+use crate::store::{ClientScope, IssuedCard};
 
 /// Why an invocation could not be answered with cards.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -98,14 +98,15 @@ impl CdsService {
         self.history.as_ref()
     }
 
-    /// Answers the request `body` sent to service `service_id`, as of `now`, calling only
-    /// the FHIR servers `access` permits.
+    /// Answers the request `body` that `client` sent to service `service_id`, as of `now`,
+    /// calling only the FHIR servers `access` permits.
     pub async fn invoke(
         &self,
         service_id: &str,
         body: &[u8],
         now: DateTime<Utc>,
         access: &FhirAccess,
+        client: &ClientScope,
     ) -> Result<Invocation, InvokeError> {
         let service = self
             .knowledge
@@ -128,7 +129,7 @@ impl CdsService {
         let patient_hash = self
             .history
             .as_ref()
-            .map(|h| h.patient_hash(&call.context.patient_id));
+            .map(|h| h.patient_hash(client, &call.context.patient_id));
         let mut suppressed = Vec::new();
         if let (Some(history), Some(hash)) = (&self.history, &patient_hash)
             && evaluation
@@ -187,26 +188,35 @@ impl CdsService {
         if self.record_cards
             && let (Some(history), Some(hash)) = (&self.history, patient_hash)
         {
-            history.record(
-                cards
-                    .iter()
-                    .map(|card| IssuedCard {
-                        card_uuid: card.uuid.clone(),
-                        service_id: service_id.to_owned(),
-                        rule_id: card
-                            .source
-                            .topic
-                            .as_ref()
-                            .map(|t| t.code.clone())
-                            .unwrap_or_default(),
-                        indicator: card.indicator.as_str().to_owned(),
-                        hook_instance: call.hook_instance.clone(),
-                        patient_hash: hash.clone(),
-                        issued_at: now,
-                        suggestion_uuids: card.suggestions.iter().map(|s| s.uuid.clone()).collect(),
-                    })
-                    .collect(),
-            );
+            // Feedback on these cards must find them even if the service dies right after
+            // answering: wait (briefly) for their commit.
+            history
+                .record_and_wait(
+                    cards
+                        .iter()
+                        .map(|card| IssuedCard {
+                            card_uuid: card.uuid.clone(),
+                            client_scope: client.clone(),
+                            service_id: service_id.to_owned(),
+                            rule_id: card
+                                .source
+                                .topic
+                                .as_ref()
+                                .map(|t| t.code.clone())
+                                .unwrap_or_default(),
+                            indicator: card.indicator.as_str().to_owned(),
+                            hook_instance: call.hook_instance.clone(),
+                            patient_hash: hash.clone(),
+                            issued_at: now,
+                            suggestion_uuids: card
+                                .suggestions
+                                .iter()
+                                .map(|s| s.uuid.clone())
+                                .collect(),
+                        })
+                        .collect(),
+                )
+                .await;
         }
         Ok(Invocation {
             response: CdsResponse { cards },

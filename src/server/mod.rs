@@ -25,6 +25,7 @@ use crate::config::Settings;
 use crate::invoke::CdsService;
 use crate::store::Store;
 use crate::store::history::History;
+use crate::store::replay::SharedReplayCache;
 
 /// Where the evaluation time comes from.
 #[derive(Debug, Clone, Copy, Default)]
@@ -118,7 +119,11 @@ impl Application {
             let replay: Arc<dyn ReplayCache> = if store.is_single_instance() {
                 Arc::new(InMemoryReplayCache::default())
             } else {
-                Arc::new(store)
+                Arc::new(SharedReplayCache::new(
+                    store,
+                    std::time::Duration::from_millis(settings.store.replay_timeout_ms),
+                    settings.store.replay_on_outage,
+                ))
             };
             let authenticator = Authenticator::new(&settings.auth, replay).await?;
             if !authenticator.has_clients() {
@@ -183,7 +188,9 @@ impl Application {
             let flushed =
                 tokio::time::timeout(std::time::Duration::from_secs(10), history.flush()).await;
             match flushed {
-                Ok(true) => tracing::info!(written = history.written(), "history flushed; stopped"),
+                Ok(Ok(())) => {
+                    tracing::info!(written = history.written(), "history flushed; stopped")
+                }
                 _ => tracing::warn!(
                     left = history.queue_depth(),
                     "history could not be flushed before stopping"

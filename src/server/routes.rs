@@ -11,19 +11,29 @@ use serde_json::json;
 
 use super::errors::ApiError;
 use super::{AppState, AuthMode};
-use crate::auth::FhirAccess;
+use crate::auth::{AuthFailure, FhirAccess};
 use crate::hooks::response::CdsResponse;
+use crate::store::ClientScope;
+
+/// An authenticated caller: the FHIR servers it may make the service contact, and the scope
+/// its cards, feedback and suppression belong to.
+struct Authorized {
+    fhir_access: FhirAccess,
+    client: ClientScope,
+}
 
 /// Authenticates the request as CDS Hooks requires, before anything else is done.
-/// Returns the FHIR servers the caller may make the service contact.
-async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<FhirAccess, ApiError> {
+async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<Authorized, ApiError> {
     match &state.auth {
         AuthMode::Disabled { trial_access } => {
             tracing::warn!(
                 path = request.path(),
                 "unauthenticated request accepted (authentication disabled)"
             );
-            Ok(trial_access.clone())
+            Ok(Authorized {
+                fhir_access: trial_access.clone(),
+                client: ClientScope::local(),
+            })
         }
         AuthMode::Required(authenticator) => {
             let audience = format!("{}{}", state.public_base_url, request.path());
@@ -35,7 +45,18 @@ async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<FhirAcc
                 .verify(header, &audience, state.clock.now())
                 .await
             {
-                Ok(caller) => Ok(caller.client.fhir_access.clone()),
+                Ok(caller) => Ok(Authorized {
+                    fhir_access: caller.client.fhir_access.clone(),
+                    client: ClientScope::of(&caller.client.issuer, caller.tenant.as_deref()),
+                }),
+                Err(AuthFailure::ReplayCacheUnavailable(reason)) => {
+                    // Not the caller's fault: a 401 would send the EHR looking for a key problem.
+                    tracing::error!(%reason, "authentication could not check the replay cache; answered 503");
+                    Err(ApiError::Unavailable(
+                        "the service cannot verify tokens right now; send the request again"
+                            .to_owned(),
+                    ))
+                }
                 Err(failure) => {
                     crate::metrics::METRICS
                         .auth_failures
@@ -56,7 +77,7 @@ async fn accept_service_request(
     request: &HttpRequest,
     service_id: &str,
     payload: web::Payload,
-) -> Result<(FhirAccess, web::BytesMut), ApiError> {
+) -> Result<(Authorized, web::BytesMut), ApiError> {
     let access = authenticate(state, request).await?;
     if state.service.knowledge.service(service_id).is_none() {
         return Err(ApiError::NotFound(format!(
@@ -110,12 +131,13 @@ pub async fn invoke(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let service_id = path.into_inner();
-    let (access, body) = accept_service_request(&state, &request, &service_id, payload).await?;
+    let (caller, body) = accept_service_request(&state, &request, &service_id, payload).await?;
     let invocation = AssertUnwindSafe(state.service.invoke(
         &service_id,
         &body,
         state.clock.now(),
-        &access,
+        &caller.fhir_access,
+        &caller.client,
     ))
     .catch_unwind()
     .await
@@ -157,7 +179,7 @@ pub async fn feedback(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let service_id = path.into_inner();
-    let (_, body) = accept_service_request(&state, &request, &service_id, payload).await?;
+    let (caller, body) = accept_service_request(&state, &request, &service_id, payload).await?;
     let entries = crate::hooks::feedback::parse_feedback(&body, &service_id).map_err(|e| {
         ApiError::BadRequest {
             field: e.field,
@@ -166,7 +188,7 @@ pub async fn feedback(
     })?;
     let history = state.service.history().ok_or(ApiError::Internal)?;
     let unknown = history
-        .store_feedback(&entries, state.clock.now())
+        .store_feedback(&caller.client, &entries, state.clock.now())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "feedback could not be stored");
@@ -209,7 +231,9 @@ pub async fn admin_report(
             message,
         })?;
     let history = state.service.history().ok_or(ApiError::Internal)?;
-    history.flush().await;
+    if let Err(e) = history.flush().await {
+        tracing::warn!(error = %e, "report built without the cards still queued");
+    }
     let report = history.store().report(since).await.map_err(|e| {
         tracing::error!(error = %e, "report failed");
         ApiError::Unavailable("the report could not be built".to_owned())
@@ -260,7 +284,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(metrics.render())
 }
 
-/// `GET /ready`: whether the knowledge is loaded and the database answers.
+/// `GET /ready`: whether the knowledge is loaded and the database takes a write (a store
+/// that answers reads but cannot write, or whose file was deleted, is not ready).
 #[utoipa::path(get, path = "/ready", tag = "Operations",
     responses((status = 200, description = "Ready", body = super::openapi::Readiness),
               (status = 503, description = "Not ready", body = super::openapi::Readiness)))]
@@ -268,24 +293,25 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let knowledge = &state.service.knowledge;
     let database = match state.service.history() {
         Some(history) => {
-            let ping =
-                tokio::time::timeout(std::time::Duration::from_secs(2), history.store().ping());
-            if matches!(ping.await, Ok(true)) {
-                "reachable"
-            } else {
-                "unreachable"
+            let probe = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                history.store().probe_write(),
+            );
+            match probe.await {
+                Ok(Ok(())) => Ok("writable"),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("unreachable: a write did not finish within 2 s".to_owned()),
             }
         }
-        None => "not configured",
+        None => Ok("not configured"),
     };
-    let ready = database != "unreachable";
     let body = json!({
-        "status": if ready { "ready" } else { "not ready" },
+        "status": if database.is_ok() { "ready" } else { "not ready" },
         "knowledge": {"loaded": true, "rules": knowledge.rules.len(), "services": knowledge.services.len(),
                       "valueSets": knowledge.valuesets.len()},
-        "database": database,
+        "database": match &database { Ok(state) => state.to_string(), Err(problem) => problem.clone() },
     });
-    if ready {
+    if database.is_ok() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -1,7 +1,10 @@
-//! Card history written off the hook's path: issued cards go into a bounded
-//! queue that a background task writes in batches. When the database is slow
-//! or down, hook calls never wait: the queue keeps the newest entries, drops the
-//! oldest with a counter and a warning, and retries the rest.
+//! Card history: issued cards go into a bounded queue that a background task
+//! writes as soon as they arrive, in one transaction with whatever else arrived
+//! meanwhile (group commit). A hook call waits for its own cards' commit, at
+//! most `store.record_wait_ms`, so feedback for a card survives a crash of the
+//! service right after the answer. While the database is failing, hook calls
+//! do not wait at all: the queue keeps the newest entries, drops the oldest
+//! with a counter and a warning, and retries the rest.
 //!
 //! Also the suppression lookup: which rules a clinician snoozed for this patient.
 
@@ -12,11 +15,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
-use super::{FeedbackEntry, IssuedCard, Override, Store, StoreError, StoreSettings};
+use super::{ClientScope, FeedbackEntry, IssuedCard, Override, Store, StoreError, StoreSettings};
 
-/// How often the writer writes what is queued.
+/// How often the writer looks at the queue when nothing wakes it (it is woken on every record).
 const WRITE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Override-based suppression settings (`[suppression]`).
@@ -62,13 +65,35 @@ pub struct Snooze {
     pub until: DateTime<Utc>,
 }
 
+/// The cards of one hook answer, and who waits for their commit.
+#[derive(Debug)]
+struct Issue {
+    cards: Vec<IssuedCard>,
+    committed: Option<oneshot::Sender<()>>,
+}
+
 #[derive(Debug, Default)]
 struct Queue {
-    entries: Mutex<VecDeque<IssuedCard>>,
+    issues: Mutex<VecDeque<Issue>>,
+    /// Held while a batch is taken from the queue and written, so a flush that holds it sees
+    /// every card not yet committed (none is in flight elsewhere).
+    writing: tokio::sync::Mutex<()>,
     wake: Notify,
     dropped: AtomicU64,
     written: AtomicU64,
 }
+
+impl Queue {
+    fn cards(&self) -> usize {
+        self.issues
+            .lock()
+            .map(|issues| issues.iter().map(|i| i.cards.len()).sum())
+            .unwrap_or(0)
+    }
+}
+
+/// Resolves when the cards it was issued for are committed; an error when they were dropped.
+pub type Committed = oneshot::Receiver<()>;
 
 /// Overrides by patient hash, kept in memory for a single-instance (SQLite) store.
 type OverrideIndex = Arc<std::sync::RwLock<HashMap<String, Vec<Override>>>>;
@@ -84,6 +109,7 @@ pub struct History {
     capacity: usize,
     batch_size: usize,
     lookup_timeout: Duration,
+    record_wait: Duration,
     suppression: SuppressionSettings,
 }
 
@@ -112,6 +138,7 @@ impl History {
             capacity: settings.queue_capacity.max(1),
             batch_size: settings.batch_size.max(1),
             lookup_timeout: Duration::from_millis(settings.lookup_timeout_ms),
+            record_wait: Duration::from_millis(settings.record_wait_ms),
             suppression,
         };
         let writer = history.clone();
@@ -119,15 +146,18 @@ impl History {
         Ok(history)
     }
 
-    /// Stores feedback (after writing any queued cards, so they count as issued) and keeps the
-    /// in-memory override index current. Returns the cards this service never issued.
+    /// Stores feedback from `client` once every card issued before it is committed, so each
+    /// card it names counts as issued, and keeps the in-memory override index current.
+    /// Returns the cards this service never issued to that client. An error means nothing was
+    /// acknowledged: the caller answers 503 and the EHR sends it again.
     pub async fn store_feedback(
         &self,
+        client: &ClientScope,
         entries: &[FeedbackEntry],
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
-        self.flush().await;
-        let outcome = self.store.write_feedback(entries, now).await?;
+        self.flush().await?;
+        let outcome = self.store.write_feedback(client, entries, now).await?;
         if let Some(index) = &self.local_overrides
             && let Ok(mut index) = index.write()
         {
@@ -143,40 +173,57 @@ impl History {
         &self.store
     }
 
-    /// The keyed hash of a patient id.
-    pub fn patient_hash(&self, patient_id: &str) -> String {
-        self.store.patient_hash(patient_id)
+    /// The keyed hash of a patient id of `client`.
+    pub fn patient_hash(&self, client: &ClientScope, patient_id: &str) -> String {
+        self.store.patient_hash(client, patient_id)
     }
 
-    /// Queues issued cards; never waits. When the queue is full, the oldest entries are dropped.
-    pub fn record(&self, cards: Vec<IssuedCard>) {
+    /// Queues issued cards and wakes the writer; never waits. When the queue is full, the
+    /// oldest entries are dropped.
+    pub fn record(&self, cards: Vec<IssuedCard>) -> Committed {
+        let (committed, receiver) = oneshot::channel();
         if cards.is_empty() {
-            return;
+            let _ = committed.send(());
+            return receiver;
         }
         let mut dropped = 0;
-        if let Ok(mut entries) = self.queue.entries.lock() {
-            for card in cards {
-                if entries.len() >= self.capacity {
-                    entries.pop_front();
-                    dropped += 1;
-                }
-                entries.push_back(card);
+        if let Ok(mut issues) = self.queue.issues.lock() {
+            let mut queued: usize = issues.iter().map(|i| i.cards.len()).sum();
+            while queued + cards.len() > self.capacity
+                && let Some(oldest) = issues.pop_front()
+            {
+                queued -= oldest.cards.len();
+                dropped += oldest.cards.len() as u64;
             }
+            issues.push_back(Issue {
+                cards,
+                committed: Some(committed),
+            });
         }
         if dropped > 0 {
             let total = self.queue.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
             tracing::warn!(dropped, total, "history queue full; oldest entries dropped");
         }
-        // The writer runs every WRITE_INTERVAL; it is woken early only when a full batch waits,
-        // so a busy service writes a few large transactions a second, not one per card.
-        if self.queue_depth() >= self.batch_size {
-            self.queue.wake.notify_one();
+        self.queue.wake.notify_one();
+        receiver
+    }
+
+    /// Records issued cards and waits for their commit, at most `store.record_wait_ms`, and not
+    /// at all while the database is failing. Returns whether they were committed.
+    pub async fn record_and_wait(&self, cards: Vec<IssuedCard>) -> bool {
+        let committed = self.record(cards);
+        if self.store.is_failing() {
+            return false;
         }
+        matches!(
+            tokio::time::timeout(self.record_wait, committed).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Entries waiting to be written.
     pub fn queue_depth(&self) -> usize {
-        self.queue.entries.lock().map(|e| e.len()).unwrap_or(0)
+        self.queue.cards()
     }
 
     /// Entries dropped because the queue was full.
@@ -189,13 +236,13 @@ impl History {
         self.queue.written.load(Ordering::Relaxed)
     }
 
-    /// Writes everything queued now; returns whether the queue ended empty.
-    pub async fn flush(&self) -> bool {
+    /// Writes everything queued now, including a batch another task was writing; an error
+    /// when the database would not take it.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let _writing = self.queue.writing.lock().await;
         loop {
-            match self.write_batch().await {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(()) => return false,
+            if self.write_batch_locked().await? == 0 {
+                return Ok(());
             }
         }
     }
@@ -242,12 +289,17 @@ impl History {
     async fn write_forever(&self) {
         loop {
             let _ = tokio::time::timeout(WRITE_INTERVAL, self.queue.wake.notified()).await;
-            // Write full batches back to back, then wait for the next interval.
+            // Write batches back to back until the queue is empty: what arrives while one is
+            // written goes into the next, so a busy service commits few, large transactions.
             loop {
-                match self.write_batch().await {
-                    Ok(n) if n == self.batch_size => continue,
-                    Ok(_) => break,
-                    Err(()) => {
+                let written = {
+                    let _writing = self.queue.writing.lock().await;
+                    self.write_batch_locked().await
+                };
+                match written {
+                    Ok(0) => break,
+                    Ok(_) => continue,
+                    Err(_) => {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         break;
                     }
@@ -256,43 +308,61 @@ impl History {
         }
     }
 
-    /// Writes up to one batch; on failure the batch goes back to the front of the queue.
-    async fn write_batch(&self) -> Result<usize, ()> {
-        let batch: Vec<IssuedCard> = match self.queue.entries.lock() {
-            Ok(mut entries) => {
-                let n = entries.len().min(self.batch_size);
-                entries.drain(..n).collect()
+    /// Writes up to one batch (whole hook answers, at least one); on failure the batch goes back
+    /// to the front of the queue. The caller holds `queue.writing`.
+    async fn write_batch_locked(&self) -> Result<usize, StoreError> {
+        let batch: Vec<Issue> = match self.queue.issues.lock() {
+            Ok(mut issues) => {
+                let mut cards = 0;
+                let mut take = 0;
+                for issue in issues.iter() {
+                    if take > 0 && cards + issue.cards.len() > self.batch_size {
+                        break;
+                    }
+                    cards += issue.cards.len();
+                    take += 1;
+                }
+                issues.drain(..take).collect()
             }
-            Err(_) => return Err(()),
+            Err(_) => return Ok(0),
         };
         if batch.is_empty() {
             return Ok(0);
         }
-        match self.store.write_issued_cards(&batch).await {
+        let cards: Vec<IssuedCard> = batch.iter().flat_map(|i| i.cards.clone()).collect();
+        match self.store.write_issued_cards(&cards).await {
             Ok(()) => {
                 self.queue
                     .written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                Ok(batch.len())
+                    .fetch_add(cards.len() as u64, Ordering::Relaxed);
+                for issue in batch {
+                    if let Some(committed) = issue.committed {
+                        let _ = committed.send(());
+                    }
+                }
+                Ok(cards.len())
             }
             Err(e) => {
-                tracing::warn!(error = %e, entries = batch.len(), "history write failed; will retry");
+                tracing::warn!(error = %e, entries = cards.len(), "history write failed; will retry");
                 self.record_front(batch);
-                Err(())
+                Err(e)
             }
         }
     }
 
     /// Puts a failed batch back before newer entries, dropping the oldest beyond capacity.
-    fn record_front(&self, batch: Vec<IssuedCard>) {
+    fn record_front(&self, batch: Vec<Issue>) {
         let mut dropped = 0;
-        if let Ok(mut entries) = self.queue.entries.lock() {
-            for card in batch.into_iter().rev() {
-                entries.push_front(card);
+        if let Ok(mut issues) = self.queue.issues.lock() {
+            for issue in batch.into_iter().rev() {
+                issues.push_front(issue);
             }
-            while entries.len() > self.capacity {
-                entries.pop_front();
-                dropped += 1;
+            let mut queued: usize = issues.iter().map(|i| i.cards.len()).sum();
+            while queued > self.capacity
+                && let Some(oldest) = issues.pop_front()
+            {
+                queued -= oldest.cards.len();
+                dropped += oldest.cards.len() as u64;
             }
         }
         if dropped > 0 {

@@ -4,20 +4,20 @@
 //! Patients are stored only as a keyed hash (HMAC-SHA256), never by id.
 
 pub mod history;
+pub mod replay;
 pub mod report;
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Row};
-
-use crate::auth::ReplayCache;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations");
 
@@ -25,7 +25,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migration
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
-    /// `sqlite://path` (created on first start) or `postgres://...`.
+    /// `sqlite://path` (created on first start unless `create_if_missing` is false) or `postgres://...`.
     pub database_url: String,
     /// Secret key of the patient hash; generated and kept in the database when unset.
     pub patient_key: Option<String>,
@@ -35,8 +35,17 @@ pub struct StoreSettings {
     pub batch_size: usize,
     /// How long a hook call waits for the suppression lookup before going on without it, in ms.
     pub lookup_timeout_ms: u64,
+    /// How long a hook call waits for its cards to be committed before answering anyway, in ms
+    /// (skipped while the database is failing).
+    pub record_wait_ms: u64,
+    /// How long a JWT replay check in a shared (PostgreSQL) database may take, in ms.
+    pub replay_timeout_ms: u64,
+    /// What authentication does while the shared replay cache cannot be reached.
+    pub replay_on_outage: ReplayOutagePolicy,
     /// Connections in the pool.
     pub max_connections: u32,
+    /// Whether a SQLite database that does not exist is created (with a new patient key).
+    pub create_if_missing: bool,
 }
 
 impl Default for StoreSettings {
@@ -47,19 +56,70 @@ impl Default for StoreSettings {
             queue_capacity: 10_000,
             batch_size: 500,
             lookup_timeout_ms: 100,
+            record_wait_ms: 250,
+            replay_timeout_ms: 250,
+            replay_on_outage: ReplayOutagePolicy::Local,
             max_connections: 8,
+            create_if_missing: true,
         }
     }
 }
 
+/// What authentication does while the shared (PostgreSQL) replay cache is down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayOutagePolicy {
+    /// Check `jti`s in this instance's memory for the outage: hooks keep answering, and a token
+    /// replayed against this instance is still refused (one replayed against another is not).
+    #[default]
+    Local,
+    /// Refuse every call with 503 (never 401, which EHRs read as a credentials problem).
+    Refuse,
+}
+
 /// A database error, described for logs.
 #[derive(Debug, thiserror::Error)]
-#[error("database: {0}")]
-pub struct StoreError(String);
+pub enum StoreError {
+    /// The database refused or failed a statement.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The migrations could not be applied.
+    #[error("migrations: {0}")]
+    Migrations(#[from] sqlx::migrate::MigrateError),
+    /// `store.database_url` cannot be used as it is.
+    #[error("store.database_url: {0}")]
+    Url(String),
+    /// The SQLite file was deleted or replaced under the running service.
+    #[error(
+        "the database file {0} was removed or replaced while the service ran; nothing more is written \
+         to it: restore it from a backup and restart"
+    )]
+    FileGone(String),
+    /// A file system operation failed.
+    #[error("{0}")]
+    Io(String),
+}
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError(e.to_string())
+/// Whose cards and feedback these are: the client (JWT issuer) and the tenant its token named.
+/// Feedback from one client never reaches another's cards, and suppression never crosses clients.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ClientScope(String);
+
+impl ClientScope {
+    /// Unauthenticated calls (local trials) and the command line.
+    pub fn local() -> ClientScope {
+        ClientScope::default()
+    }
+
+    /// A trusted client's calls, for one tenant (or none).
+    pub fn of(issuer: &str, tenant: Option<&str>) -> ClientScope {
+        // JSON keeps the two parts apart whatever characters they hold.
+        ClientScope(serde_json::json!([issuer, tenant]).to_string())
+    }
+
+    /// The stored form.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -68,6 +128,8 @@ impl From<sqlx::Error> for StoreError {
 pub struct IssuedCard {
     /// `card.uuid`.
     pub card_uuid: String,
+    /// The client it was issued to.
+    pub client_scope: ClientScope,
     /// The service that issued it.
     pub service_id: String,
     /// `card.source.topic.code`.
@@ -93,7 +155,7 @@ pub struct FeedbackEntry {
     pub outcome: String,
     /// `outcomeTimestamp` as sent (part of the idempotency key).
     pub outcome_timestamp: String,
-    /// `outcomeTimestamp` parsed.
+    /// `outcomeTimestamp` parsed: the client's account, kept as data (snoozes count from receipt).
     pub outcome_at: DateTime<Utc>,
     /// The service it was sent to.
     pub service_id: String,
@@ -112,21 +174,77 @@ pub struct FeedbackEntry {
 /// What storing feedback found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeedbackOutcome {
-    /// Cards among the feedback this service never issued.
+    /// Cards among the feedback this service never issued to this client.
     pub unknown_cards: Vec<String>,
     /// Overrides with a reason, as (patient hash, override), for the suppression index.
     pub overrides: Vec<(String, Override)>,
 }
 
-/// An override of a rule for a patient: the reason code and when it was given.
+/// An override of a rule for a patient: the reason code and when it was received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
     /// The rule overridden.
     pub rule_id: String,
     /// The reason's code.
     pub reason_code: String,
-    /// The latest such override.
+    /// When the service received the latest such override.
     pub at: DateTime<Utc>,
+}
+
+/// A SQLite database file and the identity (device, inode) it had when the service opened it.
+#[derive(Debug, Clone)]
+struct DatabaseFile {
+    path: String,
+    identity: (u64, u64),
+}
+
+impl DatabaseFile {
+    fn open(path: &str) -> Result<DatabaseFile, StoreError> {
+        Ok(DatabaseFile {
+            path: path.to_owned(),
+            identity: file_identity(path).ok_or_else(|| StoreError::FileGone(path.to_owned()))?,
+        })
+    }
+
+    /// Whether the file is still the one opened: connections to a deleted file go on writing to
+    /// it silently, and the rows are gone with it.
+    fn check(&self) -> Result<(), StoreError> {
+        match file_identity(&self.path) {
+            Some(identity) if identity == self.identity => Ok(()),
+            _ => Err(StoreError::FileGone(self.path.clone())),
+        }
+    }
+}
+
+fn file_identity(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.dev(), metadata.ino()))
+}
+
+/// How the last writes went: hook calls do not wait on a database that is failing.
+#[derive(Debug, Default)]
+struct WriteHealth {
+    failing_since: std::sync::Mutex<Option<Instant>>,
+}
+
+impl WriteHealth {
+    fn record(&self, ok: bool) {
+        if let Ok(mut failing) = self.failing_since.lock() {
+            match (ok, *failing) {
+                (true, _) => *failing = None,
+                (false, None) => *failing = Some(Instant::now()),
+                (false, Some(_)) => {}
+            }
+        }
+    }
+
+    fn failing(&self) -> bool {
+        self.failing_since
+            .lock()
+            .map(|f| f.is_some())
+            .unwrap_or(true)
+    }
 }
 
 /// The database.
@@ -135,28 +253,33 @@ pub struct Store {
     pool: AnyPool,
     patient_key: Vec<u8>,
     single_instance: bool,
+    file: Option<DatabaseFile>,
+    health: Arc<WriteHealth>,
 }
 
 impl Store {
-    /// Connects, creates a SQLite file on first start (WAL mode), runs the migrations and
-    /// settles the patient-hash key.
+    /// Connects, creates a SQLite file on first start when allowed (WAL mode), runs the
+    /// migrations and settles the patient-hash key. The running service never creates a
+    /// database file: a file deleted under it is reported, not silently replaced.
     pub async fn connect(settings: &StoreSettings) -> Result<Store, StoreError> {
         install_default_drivers();
-        let url = &settings.database_url;
+        let url = settings.database_url.as_str();
         let is_sqlite = url.starts_with("sqlite:");
+        let file = if is_sqlite {
+            let path = sqlite_path(url)?;
+            if file_identity(path).is_none() {
+                create_sqlite_file(path, settings.create_if_missing).await?;
+            }
+            Some(DatabaseFile::open(path)?)
+        } else {
+            None
+        };
         let url = if is_sqlite && !url.contains("mode=") {
             let separator = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{separator}mode=rwc")
+            format!("{url}{separator}mode=rw")
         } else {
-            url.clone()
+            url.to_owned()
         };
-        if is_sqlite
-            && let Some(parent) = sqlite_path(&url).and_then(|p| Path::new(p).parent())
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError(format!("cannot create {}: {e}", parent.display())))?;
-        }
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             // Warm connections keep the suppression lookup within its budget on PostgreSQL.
@@ -181,10 +304,7 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        MIGRATIONS
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError(format!("migrations: {e}")))?;
+        MIGRATIONS.run(&pool).await?;
         let patient_key = match &settings.patient_key {
             Some(key) if !key.is_empty() => key.as_bytes().to_vec(),
             _ => stored_patient_key(&pool).await?,
@@ -193,111 +313,91 @@ impl Store {
             pool,
             patient_key,
             single_instance: is_sqlite,
+            file,
+            health: Arc::new(WriteHealth::default()),
         })
     }
 
-    /// The keyed hash that stands for a patient id.
-    pub fn patient_hash(&self, patient_id: &str) -> String {
+    /// The keyed hash that stands for a patient id of one client: the same id sent by two
+    /// EHRs is two patients, and the local scope keeps the hash of earlier versions.
+    pub fn patient_hash(&self, client: &ClientScope, patient_id: &str) -> String {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.patient_key).expect("HMAC takes any key length");
+        if !client.as_str().is_empty() {
+            mac.update(&(client.as_str().len() as u64).to_be_bytes());
+            mac.update(client.as_str().as_bytes());
+        }
         mac.update(patient_id.as_bytes());
         hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A pooled connection for a write, after checking the database file is still the one opened.
+    async fn writer(&self) -> Result<PoolConnection<Any>, StoreError> {
+        if let Some(file) = &self.file
+            && let Err(e) = file.check()
+        {
+            self.health.record(false);
+            return Err(e);
+        }
+        self.pool.acquire().await.map_err(|e| {
+            self.health.record(false);
+            StoreError::from(e)
+        })
+    }
+
+    /// Ends a write: a connection that saw an error is closed, never reused (after a failed
+    /// commit SQLite and the driver can disagree on whether a transaction is open, and later
+    /// "commits" on it would acknowledge rows that are never written).
+    fn settle<T>(
+        &self,
+        mut connection: PoolConnection<Any>,
+        result: Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        if result.is_err() {
+            connection.close_on_drop();
+        }
+        self.health.record(result.is_ok());
+        result.map_err(StoreError::from)
+    }
+
+    /// Whether the last write failed (and none succeeded since).
+    pub fn is_failing(&self) -> bool {
+        self.health.failing()
     }
 
     /// Writes issued cards in one transaction, many rows per statement (one round trip to
     /// the database per [`ROWS_PER_INSERT`] cards); a card already written is left as it is.
     pub async fn write_issued_cards(&self, cards: &[IssuedCard]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for chunk in cards.chunks(ROWS_PER_INSERT) {
-            // The statement is built from constants only; the values are bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(issued_cards_insert(chunk.len())));
-            for card in chunk {
-                query = query
-                    .bind(&card.card_uuid)
-                    .bind(&card.service_id)
-                    .bind(&card.rule_id)
-                    .bind(&card.indicator)
-                    .bind(&card.hook_instance)
-                    .bind(&card.patient_hash)
-                    .bind(card.issued_at.timestamp())
-                    .bind(serde_json::to_string(&card.suggestion_uuids).unwrap_or_default());
-            }
-            query.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let mut connection = self.writer().await?;
+        let result = insert_issued_cards(&mut connection, cards).await;
+        self.settle(connection, result)
     }
 
-    /// Stores feedback; an entry already stored (same card, outcome and timestamp) is left as it is.
+    /// Stores feedback from `client`, received at `now`; an entry already stored (same card,
+    /// outcome and timestamp) is left as it is. Returns when the transaction is committed.
     pub async fn write_feedback(
         &self,
+        client: &ClientScope,
         entries: &[FeedbackEntry],
         now: DateTime<Utc>,
     ) -> Result<FeedbackOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut outcome = FeedbackOutcome::default();
-        for entry in entries {
-            sqlx::query(
-                "INSERT INTO feedback (card_uuid, outcome, outcome_timestamp, outcome_at, service_id, accepted_suggestions, \
-                 reason_system, reason_code, reason_display, user_comment, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (card_uuid, outcome, outcome_timestamp) DO NOTHING",
-            )
-            .bind(&entry.card_uuid)
-            .bind(&entry.outcome)
-            .bind(&entry.outcome_timestamp)
-            .bind(entry.outcome_at.timestamp())
-            .bind(&entry.service_id)
-            .bind(serde_json::to_string(&entry.accepted_suggestions).unwrap_or_default())
-            .bind(entry.reason_system.clone())
-            .bind(entry.reason_code.clone())
-            .bind(entry.reason_display.clone())
-            .bind(entry.user_comment.clone())
-            .bind(now.timestamp())
-            .execute(&mut *tx)
-            .await?;
-            if entry.outcome == "overridden"
-                && let Some(code) = &entry.reason_code
-            {
-                sqlx::query(
-                    "INSERT INTO overrides (patient_hash, rule_id, reason_code, overridden_at, card_uuid) \
-                     SELECT patient_hash, rule_id, $1, $2, card_uuid FROM issued_cards WHERE card_uuid = $3 \
-                     ON CONFLICT (patient_hash, rule_id, reason_code, card_uuid) DO NOTHING",
-                )
-                .bind(code)
-                .bind(entry.outcome_at.timestamp())
-                .bind(&entry.card_uuid)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let card =
-                sqlx::query("SELECT patient_hash, rule_id FROM issued_cards WHERE card_uuid = $1")
-                    .bind(&entry.card_uuid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            match card {
-                None => {
-                    if !outcome.unknown_cards.contains(&entry.card_uuid) {
-                        outcome.unknown_cards.push(entry.card_uuid.clone());
-                    }
-                }
-                Some(row) => {
-                    if let (true, Some(code)) = (entry.outcome == "overridden", &entry.reason_code)
-                    {
-                        outcome.overrides.push((
-                            row.try_get(0)?,
-                            Override {
-                                rule_id: row.try_get(1)?,
-                                reason_code: code.clone(),
-                                at: entry.outcome_at,
-                            },
-                        ));
-                    }
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(outcome)
+        let mut connection = self.writer().await?;
+        let result = insert_feedback(&mut connection, client, entries, now).await;
+        self.settle(connection, result)
+    }
+
+    /// Proves the database takes a write now: for readiness.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut connection = self.writer().await?;
+        let result = sqlx::query(
+            "INSERT INTO service_secrets (name, value) VALUES ('readiness_probe', $1) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(Utc::now().to_rfc3339())
+        .execute(&mut *connection)
+        .await
+        .map(|_| ());
+        self.settle(connection, result)
     }
 
     /// Every override given since `since`, by patient hash (to build an in-memory index).
@@ -364,54 +464,148 @@ impl Store {
         &self.pool
     }
 
-    /// Whether the database answers.
+    /// Whether the database answers a read.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 }
 
-/// The replay cache in the shared database: a token replayed against any instance is rejected.
-impl ReplayCache for Store {
-    fn remember<'a>(
-        &'a self,
-        issuer: &'a str,
-        jti: &'a str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<bool, String>> {
-        Box::pin(async move {
-            let inserted = sqlx::query(
-                "INSERT INTO jwt_replay (issuer, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (issuer, jti) DO NOTHING",
-            )
-            .bind(issuer)
-            .bind(jti)
-            .bind(expires_at.timestamp())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| e.to_string())?
-            .rows_affected();
-            if inserted == 0 {
-                return Ok(false);
-            }
-            // Tokens past their expiry are rejected on exp, so their jti need not be kept.
-            let _ = sqlx::query("DELETE FROM jwt_replay WHERE expires_at < $1")
-                .bind(now.timestamp() - 3600)
-                .execute(&self.pool)
-                .await;
-            Ok(true)
-        })
+async fn insert_issued_cards(
+    connection: &mut AnyConnection,
+    cards: &[IssuedCard],
+) -> Result<(), sqlx::Error> {
+    let mut tx = connection.begin().await?;
+    for chunk in cards.chunks(ROWS_PER_INSERT) {
+        // The statement is built from constants only; the values are bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(issued_cards_insert(chunk.len())));
+        for card in chunk {
+            query = query
+                .bind(&card.card_uuid)
+                .bind(card.client_scope.as_str())
+                .bind(&card.service_id)
+                .bind(&card.rule_id)
+                .bind(&card.indicator)
+                .bind(&card.hook_instance)
+                .bind(&card.patient_hash)
+                .bind(card.issued_at.timestamp())
+                .bind(serde_json::to_string(&card.suggestion_uuids).unwrap_or_default());
+        }
+        query.execute(&mut *tx).await?;
     }
+    tx.commit().await
 }
 
-/// Cards written by one `INSERT` statement: 8 parameters each stays far below both
+async fn insert_feedback(
+    connection: &mut AnyConnection,
+    client: &ClientScope,
+    entries: &[FeedbackEntry],
+    now: DateTime<Utc>,
+) -> Result<FeedbackOutcome, sqlx::Error> {
+    let mut tx = connection.begin().await?;
+    let mut outcome = FeedbackOutcome::default();
+    for entry in entries {
+        sqlx::query(
+            "INSERT INTO feedback (client_scope, card_uuid, outcome, outcome_timestamp, outcome_at, service_id, \
+             accepted_suggestions, reason_system, reason_code, reason_display, user_comment, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (client_scope, card_uuid, outcome, outcome_timestamp) DO NOTHING",
+        )
+        .bind(client.as_str())
+        .bind(&entry.card_uuid)
+        .bind(&entry.outcome)
+        .bind(&entry.outcome_timestamp)
+        .bind(entry.outcome_at.timestamp())
+        .bind(&entry.service_id)
+        .bind(serde_json::to_string(&entry.accepted_suggestions).unwrap_or_default())
+        .bind(entry.reason_system.clone())
+        .bind(entry.reason_code.clone())
+        .bind(entry.reason_display.clone())
+        .bind(entry.user_comment.clone())
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await?;
+        let card = sqlx::query(
+            "SELECT patient_hash, rule_id FROM issued_cards WHERE card_uuid = $1 AND client_scope = $2",
+        )
+        .bind(&entry.card_uuid)
+        .bind(client.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(card) = card else {
+            if !outcome.unknown_cards.contains(&entry.card_uuid) {
+                outcome.unknown_cards.push(entry.card_uuid.clone());
+            }
+            continue;
+        };
+        if entry.outcome == "overridden"
+            && let Some(code) = &entry.reason_code
+        {
+            let patient_hash: String = card.try_get(0)?;
+            let rule_id: String = card.try_get(1)?;
+            // The snooze counts from receipt: a client's clock (or a timestamp in 2100) never
+            // decides how long a rule stays quiet.
+            sqlx::query(
+                "INSERT INTO overrides (patient_hash, rule_id, reason_code, overridden_at, card_uuid) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (patient_hash, rule_id, reason_code, card_uuid) DO NOTHING",
+            )
+            .bind(&patient_hash)
+            .bind(&rule_id)
+            .bind(code)
+            .bind(now.timestamp())
+            .bind(&entry.card_uuid)
+            .execute(&mut *tx)
+            .await?;
+            outcome.overrides.push((
+                patient_hash,
+                Override {
+                    rule_id,
+                    reason_code: code.clone(),
+                    at: now,
+                },
+            ));
+        }
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Creates a SQLite database file, loudly: a new file means a new patient key and no history.
+async fn create_sqlite_file(path: &str, allowed: bool) -> Result<(), StoreError> {
+    if !allowed {
+        return Err(StoreError::Url(format!(
+            "there is no database at {path}, and store.create_if_missing is false: restore the \
+             database, or set store.create_if_missing = true to start a new, empty one"
+        )));
+    }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    tracing::warn!(
+        path,
+        "no database file: creating a new, empty one (new patient key unless store.patient_key is set; \
+         no card history or suppression state). Set store.create_if_missing = false once deployed."
+    );
+    let mut connection = AnyConnection::connect(&format!("sqlite://{path}?mode=rwc")).await?;
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&mut connection)
+        .await?;
+    connection.close().await?;
+    Ok(())
+}
+
+/// Cards written by one `INSERT` statement: 9 parameters each stays far below both
 /// SQLite's (32,766) and PostgreSQL's (65,535) limits on bound parameters.
 pub const ROWS_PER_INSERT: usize = 100;
 
 /// `INSERT INTO issued_cards ... VALUES (...), (...)` for `rows` rows, with `$N` placeholders.
 fn issued_cards_insert(rows: usize) -> String {
-    const COLUMNS: usize = 8;
+    const COLUMNS: usize = 9;
     let mut sql = String::from(
-        "INSERT INTO issued_cards (card_uuid, service_id, rule_id, indicator, hook_instance, \
+        "INSERT INTO issued_cards (card_uuid, client_scope, service_id, rule_id, indicator, hook_instance, \
          patient_hash, issued_at, suggestion_uuids) VALUES ",
     );
     for row in 0..rows {
@@ -431,12 +625,26 @@ fn issued_cards_insert(rows: usize) -> String {
     sql
 }
 
-fn sqlite_path(url: &str) -> Option<&str> {
+/// The file a `sqlite:` URL names; an empty path or an in-memory database is refused by name
+/// (each pooled connection would get a database of its own, without the tables).
+fn sqlite_path(url: &str) -> Result<&str, StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    (!path.is_empty() && path != ":memory:").then_some(path)
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() {
+        return Err(StoreError::Url(format!(
+            "'{url}' names no database file: write sqlite://path/to/cramp-cds.db"
+        )));
+    }
+    if path == ":memory:" || rest.contains("mode=memory") {
+        return Err(StoreError::Url(format!(
+            "'{url}' is an in-memory database, which would lose every card and feedback on restart: \
+             name a file, e.g. sqlite://cramp-cds.db"
+        )));
+    }
+    Ok(path)
 }
 
 async fn stored_patient_key(pool: &AnyPool) -> Result<Vec<u8>, StoreError> {

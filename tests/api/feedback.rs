@@ -520,6 +520,7 @@ async fn a_large_history_batch_is_written_in_multi_row_statements_without_duplic
         .unwrap();
         let card = |n: usize| IssuedCard {
             card_uuid: format!("card-{n}"),
+            client_scope: cramp_cds::store::ClientScope::local(),
             service_id: PATIENT_VIEW.to_owned(),
             rule_id: if n.is_multiple_of(2) {
                 "even-rule"

@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod discovery;
+mod durability;
 mod errors;
 mod fallback;
 mod feedback;

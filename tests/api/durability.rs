@@ -266,3 +266,182 @@ async fn an_override_sent_while_another_process_holds_the_write_lock_is_stored_o
         "the rule is snoozed: {body}"
     );
 }
+
+/// The real binary, serving on a free port with its history in `database_url`.
+struct ServiceProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl ServiceProcess {
+    async fn start(database_url: &str) -> ServiceProcess {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
+            .args([
+                "serve",
+                "--allow-unauthenticated",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("CRAMP_CDS_STORE__DATABASE_URL", database_url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if client.get(format!("{base}/health")).send().await.is_ok() {
+                return ServiceProcess { child, base };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the service did not start");
+    }
+
+    async fn post(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[actix_web::test]
+async fn cards_answered_just_before_a_kill_9_still_take_feedback_and_snooze_their_rule() {
+    let url = temp_database_url();
+    let hook_path = format!("/cds-services/{PATIENT_VIEW}");
+    let mut service = ServiceProcess::start(&url).await;
+    let (status, body) = service
+        .post(
+            &hook_path,
+            fixture_bytes("diuretic-low-magnesium-mmol.fire"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // SIGKILL at once: no drain, no flush.
+    service.child.kill().unwrap();
+    service.child.wait().unwrap();
+    let card = cards(&body)
+        .iter()
+        .find(|c| rule_id(c) == "diuretic-low-magnesium")
+        .expect("the rule fires")
+        .clone();
+
+    let service = ServiceProcess::start(&url).await;
+    let (status, body) = service
+        .post(
+            &format!("{hook_path}/feedback"),
+            serde_json::to_vec(&override_of(&card, 3, "already-addressed")).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["unknownCards"],
+        json!([]),
+        "the card was recorded: {body}"
+    );
+    let (_, body) = service
+        .post(
+            &hook_path,
+            fixture_bytes("diuretic-low-magnesium-mmol.fire"),
+        )
+        .await;
+    assert!(
+        cards(&body)
+            .iter()
+            .all(|c| rule_id(c) != "diuretic-low-magnesium"),
+        "the override snoozes the rule: {body}"
+    );
+}
+
+#[actix_web::test]
+async fn a_sqlite_url_without_a_path_or_in_memory_is_refused_by_name() {
+    for url in [
+        "sqlite://",
+        "sqlite:",
+        "sqlite://?mode=rwc",
+        "sqlite::memory:",
+    ] {
+        let settings = cramp_cds::store::StoreSettings {
+            database_url: url.to_owned(),
+            ..Default::default()
+        };
+        let message = cramp_cds::store::Store::connect(&settings)
+            .await
+            .expect_err(url)
+            .to_string();
+        assert!(message.contains("store.database_url"), "{url}: {message}");
+        assert!(
+            message.contains("names no database file") || message.contains("in-memory"),
+            "{url}: {message}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_snooze_counts_from_receipt_not_from_the_clients_outcome_timestamp() {
+    use cramp_cds::store::{ClientScope, FeedbackEntry, IssuedCard, Store, StoreSettings};
+    let store = Store::connect(&StoreSettings {
+        database_url: temp_database_url(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = ClientScope::of("https://ehr.example", None);
+    let patient = store.patient_hash(&client, "patient-1");
+    store
+        .write_issued_cards(&[IssuedCard {
+            card_uuid: "card-1".to_owned(),
+            client_scope: client.clone(),
+            service_id: PATIENT_VIEW.to_owned(),
+            rule_id: "diuretic-low-magnesium".to_owned(),
+            indicator: "warning".to_owned(),
+            hook_instance: "hook-1".to_owned(),
+            patient_hash: patient.clone(),
+            issued_at: now(),
+            suggestion_uuids: vec![],
+        }])
+        .await
+        .unwrap();
+    let in_2100 = chrono::DateTime::parse_from_rfc3339("2100-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let entry = FeedbackEntry {
+        card_uuid: "card-1".to_owned(),
+        outcome: "overridden".to_owned(),
+        outcome_timestamp: "2100-01-01T00:00:00Z".to_owned(),
+        outcome_at: in_2100,
+        service_id: PATIENT_VIEW.to_owned(),
+        accepted_suggestions: vec![],
+        reason_system: None,
+        reason_code: Some("already-addressed".to_owned()),
+        reason_display: None,
+        user_comment: None,
+    };
+    store
+        .write_feedback(&client, &[entry], now())
+        .await
+        .unwrap();
+    let overrides = store
+        .overrides_for_patient(&patient, now() - chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(overrides.len(), 1);
+    assert_eq!(overrides[0].at, now(), "counted from receipt");
+}

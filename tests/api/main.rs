@@ -13,3 +13,4 @@ mod invocation;
 mod operations;
 mod prefetch;
 mod rules;
+mod tenancy;

@@ -1,0 +1,148 @@
+//! Client boundaries: cards, feedback and suppression belong to the client (JWT
+//! issuer) and tenant they were issued to. One EHR's override never silences
+//! another's cards for a patient with the same id, and one client cannot send
+//! feedback about another's cards.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    TestApp, cards, fixture_bytes, now, rule_id, spawn_authenticated_app, temp_database_url,
+};
+
+const PATIENT_VIEW: &str = "cramp-numbness-patient-view";
+const EHR_A: &str = "https://ehr-a.example";
+const EHR_B: &str = "https://ehr-b.example";
+const RULE: &str = "diuretic-low-magnesium";
+
+fn client(issuer: &str) -> cramp_cds::auth::ClientSettings {
+    cramp_cds::auth::ClientSettings {
+        issuer: issuer.to_owned(),
+        jwks_file: Some(format!(
+            "{}/tests/keys/jwks.json",
+            env!("CARGO_MANIFEST_DIR")
+        )),
+        jwks_url: None,
+        allowed_jku: vec![],
+        fhir_servers: vec![],
+        allow_http_fhir: false,
+        tenant: None,
+    }
+}
+
+async fn app() -> TestApp {
+    let url = temp_database_url();
+    spawn_authenticated_app(move |s| {
+        s.store.database_url = url;
+        s.store.lookup_timeout_ms = 5_000;
+        s.server.public_base_url = Some("https://cds.example".to_owned());
+        s.auth.clients = vec![client(EHR_A), client(EHR_B)];
+    })
+    .await
+}
+
+fn token(issuer: &str, tenant: Option<&str>, path: &str) -> String {
+    let key = EncodingKey::from_ec_pem(
+        &std::fs::read(format!(
+            "{}/tests/keys/es384-private.pem",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut header = Header::new(Algorithm::ES384);
+    header.kid = Some("es384-test".into());
+    let iat = now().timestamp();
+    let mut claims = json!({"iss": issuer, "aud": format!("https://cds.example{path}"),
+        "iat": iat, "exp": iat + 300, "jti": uuid::Uuid::new_v4().to_string()});
+    if let Some(tenant) = tenant {
+        claims["tenant"] = json!(tenant);
+    }
+    encode(&header, &claims, &key).unwrap()
+}
+
+async fn hook(app: &TestApp, issuer: &str, tenant: Option<&str>) -> Value {
+    let path = format!("/cds-services/{PATIENT_VIEW}");
+    let response = app
+        .http
+        .post(format!("{}{path}", app.address))
+        .header("Content-Type", "application/json")
+        .header(
+            "Authorization",
+            format!("Bearer {}", token(issuer, tenant, &path)),
+        )
+        .body(fixture_bytes("diuretic-low-magnesium-mmol.fire"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn card_of(body: &Value) -> Option<Value> {
+    cards(body).iter().find(|c| rule_id(c) == RULE).cloned()
+}
+
+async fn snooze(app: &TestApp, issuer: &str, tenant: Option<&str>, card: &Value) -> Value {
+    let path = format!("/cds-services/{PATIENT_VIEW}/feedback");
+    let feedback = json!({"feedback": [{"card": card["uuid"], "outcome": "overridden",
+        "outcomeTimestamp": "2026-11-01T12:01:00Z",
+        "overrideReason": {"reason": {"code": "already-addressed"}}}]});
+    let response = app
+        .http
+        .post(format!("{}{path}", app.address))
+        .header("Content-Type", "application/json")
+        .header(
+            "Authorization",
+            format!("Bearer {}", token(issuer, tenant, &path)),
+        )
+        .body(serde_json::to_vec(&feedback).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn an_override_from_one_ehr_never_silences_another_ehrs_cards_for_the_same_patient_id() {
+    let app = app().await;
+    let card_a = card_of(&hook(&app, EHR_A, None).await).expect("fires for A");
+    assert!(
+        card_of(&hook(&app, EHR_B, None).await).is_some(),
+        "fires for B"
+    );
+    let body = snooze(&app, EHR_A, None, &card_a).await;
+    assert_eq!(body["unknownCards"], json!([]));
+    assert!(
+        card_of(&hook(&app, EHR_A, None).await).is_none(),
+        "A snoozed it"
+    );
+    assert!(
+        card_of(&hook(&app, EHR_B, None).await).is_some(),
+        "B's patient with the same id is another patient"
+    );
+}
+
+#[actix_web::test]
+async fn a_client_cannot_send_feedback_about_another_clients_cards() {
+    let app = app().await;
+    let card_a = card_of(&hook(&app, EHR_A, None).await).expect("fires for A");
+    let body = snooze(&app, EHR_B, None, &card_a).await;
+    assert_eq!(body["unknownCards"], json!([card_a["uuid"]]), "{body}");
+    assert!(
+        card_of(&hook(&app, EHR_A, None).await).is_some(),
+        "B's feedback did not snooze A's rule"
+    );
+}
+
+#[actix_web::test]
+async fn tenants_of_one_issuer_are_kept_apart() {
+    let app = app().await;
+    let card = card_of(&hook(&app, EHR_A, Some("hospital-1")).await).expect("fires");
+    snooze(&app, EHR_A, Some("hospital-1"), &card).await;
+    assert!(card_of(&hook(&app, EHR_A, Some("hospital-1")).await).is_none());
+    assert!(card_of(&hook(&app, EHR_A, Some("hospital-2")).await).is_some());
+    let body = snooze(&app, EHR_A, Some("hospital-2"), &card).await;
+    assert_eq!(body["unknownCards"], json!([card["uuid"]]), "{body}");
+}

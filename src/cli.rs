@@ -61,6 +61,13 @@ pub enum Command {
         /// and which rules yielded to others, failed, or met unusable data.
         #[arg(long)]
         explain: bool,
+        /// With `--explain`: the JWT issuer of the EHR whose clinicians' overrides count
+        /// (suppression is kept per client); unauthenticated calls' overrides when unset.
+        #[arg(long, requires = "explain")]
+        issuer: Option<String>,
+        /// With `--issuer`: the tenant its tokens name.
+        #[arg(long, requires = "issuer")]
+        tenant: Option<String>,
     },
     /// Print the rule catalog as Markdown (the content of docs/rules.md).
     Docs {
@@ -143,6 +150,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
             config,
             format,
             explain,
+            issuer,
+            tenant,
         } => {
             let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
             let now = match now {
@@ -184,7 +193,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     &body,
                     now,
                     &FhirAccess::any(),
-                    &crate::store::ClientScope::local(),
+                    &match &issuer {
+                        Some(issuer) => crate::store::ClientScope::of(issuer, tenant.as_deref()),
+                        None => crate::store::ClientScope::local(),
+                    },
                 )
                 .await
                 .map_err(|e| describe_invoke_error(&e))

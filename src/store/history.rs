@@ -81,6 +81,9 @@ struct Queue {
     wake: Notify,
     dropped: AtomicU64,
     written: AtomicU64,
+    /// A hook's wait for its commit ran out, and no batch has been committed since: later
+    /// hooks do not wait (a database that hangs rather than fails costs one wait, not each).
+    stalled: std::sync::atomic::AtomicBool,
 }
 
 impl Queue {
@@ -212,13 +215,17 @@ impl History {
     /// at all while the database is failing. Returns whether they were committed.
     pub async fn record_and_wait(&self, cards: Vec<IssuedCard>) -> bool {
         let committed = self.record(cards);
-        if self.store.is_failing() {
+        if self.store.is_failing() || self.queue.stalled.load(Ordering::Relaxed) {
             return false;
         }
-        matches!(
-            tokio::time::timeout(self.record_wait, committed).await,
-            Ok(Ok(()))
-        )
+        match tokio::time::timeout(self.record_wait, committed).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.queue.stalled.store(true, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     /// Entries waiting to be written.
@@ -335,6 +342,7 @@ impl History {
                 self.queue
                     .written
                     .fetch_add(cards.len() as u64, Ordering::Relaxed);
+                self.queue.stalled.store(false, Ordering::Relaxed);
                 for issue in batch {
                     if let Some(committed) = issue.committed {
                         let _ = committed.send(());

@@ -279,7 +279,7 @@ impl ServiceProcess {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
             .args([
                 "serve",
                 "--allow-unauthenticated",
@@ -299,6 +299,8 @@ impl ServiceProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the service did not start");
     }
 

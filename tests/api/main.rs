@@ -11,6 +11,7 @@ mod feedback;
 mod helpers;
 mod invocation;
 mod operations;
+mod postgres_outage;
 mod prefetch;
 mod rules;
 mod tenancy;

@@ -366,13 +366,14 @@ impl Authenticator {
         {
             return Err(AuthFailure::TenantMismatch);
         }
-        let expires_at = Utc
-            .timestamp_opt(claims.exp, 0)
+        // The token is accepted until `exp + leeway`, so its jti must be kept as long.
+        let keep_until = Utc
+            .timestamp_opt(claims.exp.saturating_add(self.leeway), 0)
             .single()
             .ok_or_else(|| AuthFailure::BadClaims("exp out of range".to_owned()))?;
         let fresh = self
             .replay
-            .remember(&claims.iss, &claims.jti, expires_at, now)
+            .remember(&claims.iss, &claims.jti, keep_until, now)
             .await
             .map_err(AuthFailure::ReplayCacheUnavailable)?;
         if !fresh {

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::{FhirTestServer, NOW, TestApp, fixture, now, spawn_authenticated_app};
 
-const ISSUER: &str = "https://ehr.example";
+pub(crate) const ISSUER: &str = "https://ehr.example";
 const TENANT_ISSUER: &str = "https://tenant-ehr.example";
-const PATIENT_VIEW: &str = "/cds-services/cramp-numbness-patient-view";
+pub(crate) const PATIENT_VIEW: &str = "/cds-services/cramp-numbness-patient-view";
 
-fn key_file(name: &str) -> Vec<u8> {
+pub(crate) fn key_file(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
@@ -101,17 +101,17 @@ async fn setup() -> Setup {
 
 /// A token under construction; every field can be spoiled by a test.
 #[derive(Clone)]
-struct Token {
-    alg: Algorithm,
-    kid: Option<String>,
-    typ: Option<String>,
-    jku: Option<String>,
-    key: Vec<u8>,
-    claims: Value,
+pub(crate) struct Token {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<String>,
+    pub(crate) typ: Option<String>,
+    pub(crate) jku: Option<String>,
+    pub(crate) key: Vec<u8>,
+    pub(crate) claims: Value,
 }
 
 impl Token {
-    fn es384(app: &TestApp, path: &str) -> Token {
+    pub(crate) fn es384(app: &TestApp, path: &str) -> Token {
         let iat = now().timestamp();
         Token {
             alg: Algorithm::ES384,
@@ -133,11 +133,17 @@ impl Token {
         }
     }
 
-    fn sign(&self) -> String {
+    pub(crate) fn sign(&self) -> String {
+        self.sign_with(|_| {})
+    }
+
+    /// Signs with a header that `edit` may spoil further (e.g. with a `crit` parameter).
+    pub(crate) fn sign_with(&self, edit: impl FnOnce(&mut Header)) -> String {
         let mut header = Header::new(self.alg);
         header.kid = self.kid.clone();
         header.typ = self.typ.clone();
         header.jku = self.jku.clone();
+        edit(&mut header);
         let key = match self.alg {
             Algorithm::ES384 => EncodingKey::from_ec_pem(&self.key).unwrap(),
             Algorithm::RS384 => EncodingKey::from_rsa_pem(&self.key).unwrap(),
@@ -146,12 +152,12 @@ impl Token {
         encode(&header, &self.claims, &key).unwrap()
     }
 
-    fn with(mut self, claim: &str, value: Value) -> Token {
+    pub(crate) fn with(mut self, claim: &str, value: Value) -> Token {
         self.claims[claim] = value;
         self
     }
 
-    fn without(mut self, claim: &str) -> Token {
+    pub(crate) fn without(mut self, claim: &str) -> Token {
         self.claims.as_object_mut().unwrap().remove(claim);
         self
     }
@@ -195,7 +201,7 @@ async fn assert_rejected(setup: &Setup, authorization: Option<String>, case: &st
     );
 }
 
-fn bearer(token: &Token) -> Option<String> {
+pub(crate) fn bearer(token: &Token) -> Option<String> {
     Some(format!("Bearer {}", token.sign()))
 }
 

@@ -12,3 +12,4 @@ mod invocation;
 mod operations;
 mod prefetch;
 mod rules;
+mod token_boundaries;

@@ -1,0 +1,232 @@
+//! The edges of token verification (security review, issue 11): replays inside
+//! the leeway, absurd or not-yet-valid times, `crit` headers, forged log lines,
+//! key sets that age, shrink or grow past their cap, and the admin token's length.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Value, json};
+
+use cramp_cds::auth::{AuthSettings, Authenticator, ClientSettings, InMemoryReplayCache};
+use cramp_cds::config::Settings;
+
+use crate::auth::{ISSUER, Token, bearer, key_file};
+use crate::helpers::{TestApp, now, spawn_authenticated_app};
+
+const DISCOVERY: &str = "/cds-services";
+
+/// What the key server answers with.
+#[derive(Clone)]
+struct Reply {
+    body: Vec<u8>,
+    cache_control: Option<&'static str>,
+    /// Sent in chunks with no `Content-Length`.
+    streamed: bool,
+}
+
+impl Reply {
+    fn set(keys: &[Value]) -> Reply {
+        Reply {
+            body: json!({ "keys": keys }).to_string().into_bytes(),
+            cache_control: None,
+            streamed: false,
+        }
+    }
+
+    fn cached_for(self, cache_control: &'static str) -> Reply {
+        Reply {
+            cache_control: Some(cache_control),
+            ..self
+        }
+    }
+
+    /// The same set, made `total` bytes long with JSON whitespace and streamed.
+    fn padded_and_streamed(keys: &[Value], total: usize) -> Reply {
+        let set = json!({ "keys": keys }).to_string();
+        let mut body = set[..set.len() - 1].to_owned();
+        body.push_str(&" ".repeat(total.saturating_sub(set.len())));
+        body.push('}');
+        Reply {
+            body: body.into_bytes(),
+            cache_control: None,
+            streamed: true,
+        }
+    }
+}
+
+/// A JWK Set server whose answer a test can change while it runs.
+struct KeyServer {
+    url: String,
+    reply: Arc<Mutex<Reply>>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl KeyServer {
+    async fn start(first: Reply) -> KeyServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/jwks.json",
+            listener.local_addr().unwrap().port()
+        );
+        let reply = Arc::new(Mutex::new(first));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (served, counted) = (reply.clone(), hits.clone());
+        let server = HttpServer::new(move || {
+            let (served, counted) = (served.clone(), counted.clone());
+            App::new().default_service(web::to(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let reply = served.lock().unwrap().clone();
+                async move {
+                    let mut response = HttpResponse::Ok();
+                    response.content_type("application/json");
+                    if let Some(cache_control) = reply.cache_control {
+                        response.insert_header(("Cache-Control", cache_control));
+                    }
+                    if reply.streamed {
+                        let chunks: Vec<Result<web::Bytes, std::io::Error>> = reply
+                            .body
+                            .chunks(16 * 1024)
+                            .map(|chunk| Ok(web::Bytes::copy_from_slice(chunk)))
+                            .collect();
+                        response.streaming(futures::stream::iter(chunks))
+                    } else {
+                        response.body(reply.body)
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_web::rt::spawn(server);
+        KeyServer { url, reply, hits }
+    }
+
+    fn serve(&self, reply: Reply) {
+        *self.reply.lock().unwrap() = reply;
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// The public JWK of a test key, under `kid`.
+fn public_jwk(private_pem: &str, kid: &str) -> Value {
+    let key = EncodingKey::from_ec_pem(&key_file(private_pem)).unwrap();
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES384).unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    serde_json::to_value(jwk).unwrap()
+}
+
+/// Key A: the key of `Token::es384`.
+fn key_a() -> Value {
+    public_jwk("es384-private.pem", "es384-test")
+}
+
+/// Key B: another key, with its own `kid`.
+fn key_b() -> Value {
+    public_jwk("es384-other-private.pem", "es384-other")
+}
+
+fn signed_with_b(app: &TestApp) -> Token {
+    Token {
+        kid: Some("es384-other".into()),
+        key: key_file("es384-other-private.pem"),
+        ..Token::es384(app, DISCOVERY)
+    }
+}
+
+/// The real app, trusting one client whose keys are at `jwks_url`.
+async fn app_trusting(jwks_url: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let jwks_url = jwks_url.to_owned();
+    spawn_authenticated_app(move |s| {
+        s.auth.clients = vec![ClientSettings {
+            issuer: ISSUER.to_owned(),
+            jwks_file: None,
+            jwks_url: Some(jwks_url),
+            allowed_jku: vec![],
+            fhir_servers: vec![],
+            allow_http_fhir: false,
+            tenant: None,
+        }];
+        configure(s);
+    })
+    .await
+}
+
+/// The app with the test keys in a file.
+async fn app_with_key_file() -> TestApp {
+    spawn_authenticated_app(|s| {
+        s.auth.clients = vec![file_client()];
+    })
+    .await
+}
+
+fn file_client() -> ClientSettings {
+    ClientSettings {
+        issuer: ISSUER.to_owned(),
+        jwks_file: Some(format!(
+            "{}/tests/keys/jwks.json",
+            env!("CARGO_MANIFEST_DIR")
+        )),
+        jwks_url: None,
+        allowed_jku: vec![],
+        fhir_servers: vec![],
+        allow_http_fhir: false,
+        tenant: None,
+    }
+}
+
+/// The status of a discovery call with `token`.
+async fn discover(app: &TestApp, token: &str) -> u16 {
+    app.http
+        .get(format!("{}{DISCOVERY}", app.address))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("the app answers")
+        .status()
+        .as_u16()
+}
+
+/// An authenticator trusting the test key file, at `https://cds.example`.
+async fn file_authenticator() -> Authenticator {
+    let settings = AuthSettings {
+        clients: vec![file_client()],
+        ..Default::default()
+    };
+    Authenticator::new(&settings, Arc::new(InMemoryReplayCache::default()))
+        .await
+        .unwrap()
+}
+
+const AUDIENCE: &str = "https://cds.example/cds-services";
+
+fn audience_app() -> TestApp {
+    TestApp {
+        address: "https://cds.example".into(),
+        http: reqwest::Client::new(),
+    }
+}
+
+#[actix_web::test]
+async fn a_used_token_is_refused_again_inside_the_leeway_after_exp() {
+    let app = app_with_key_file().await;
+    let iat = now().timestamp();
+    // Expired ten seconds ago: still inside the 30-second leeway.
+    let token = Token::es384(&app, DISCOVERY)
+        .with("iat", json!(iat - 100))
+        .with("exp", json!(iat - 10))
+        .sign();
+    assert_eq!(discover(&app, &token).await, 200, "first use");
+    assert_eq!(
+        discover(&app, &token).await,
+        401,
+        "replay inside the leeway"
+    );
+}

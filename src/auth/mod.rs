@@ -27,7 +27,7 @@ pub use replay::{InMemoryReplayCache, ReplayCache};
 pub struct AuthSettings {
     /// Signing algorithms accepted (ES384 and RS384 by default; `none` and HS* are never accepted).
     pub algorithms: Vec<String>,
-    /// Clock skew allowed on `exp` and `iat`, in seconds.
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
     pub leeway_seconds: i64,
     /// Longest accepted token lifetime (`exp - iat`), in seconds.
     pub max_lifetime_seconds: i64,
@@ -114,6 +114,10 @@ pub enum AuthFailure {
     /// `typ` is not `JWT`.
     #[error("typ header is not JWT")]
     WrongType,
+    /// The header has a `crit` parameter: it names extensions that must be understood, and
+    /// this service understands none (RFC 7515 §4.1.11; an empty list is itself invalid).
+    #[error("crit header names extensions this service does not understand: [{0}]")]
+    CriticalHeader(String),
     /// No `kid` header.
     #[error("no kid header")]
     MissingKeyId,
@@ -138,9 +142,18 @@ pub enum AuthFailure {
     /// `exp` has passed.
     #[error("token expired")]
     Expired,
+    /// `nbf` is in the future, beyond the leeway.
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
     /// `iat` is in the future.
     #[error("token issued in the future")]
     IssuedInFuture,
+    /// `iat` is after `exp`.
+    #[error("token issued after it expires")]
+    IssuedAfterExpiry,
+    /// A time claim (named) is outside the years 1970 to 9999.
+    #[error("{0} is outside the accepted range of times")]
+    TimeOutOfRange(&'static str),
     /// `exp - iat` is above the maximum.
     #[error("token lifetime above the maximum")]
     LifetimeTooLong,
@@ -163,6 +176,7 @@ impl AuthFailure {
             AuthFailure::Malformed(_) => "malformed",
             AuthFailure::AlgorithmNotAllowed(_) => "algorithm",
             AuthFailure::WrongType => "typ",
+            AuthFailure::CriticalHeader(_) => "crit",
             AuthFailure::MissingKeyId => "kid_missing",
             AuthFailure::UnknownIssuer(_) => "issuer",
             AuthFailure::JkuNotAllowed(_) => "jku",
@@ -171,7 +185,10 @@ impl AuthFailure {
             AuthFailure::WrongAudience => "audience",
             AuthFailure::BadClaims(_) => "claims",
             AuthFailure::Expired => "expired",
+            AuthFailure::NotYetValid => "nbf",
             AuthFailure::IssuedInFuture => "iat_future",
+            AuthFailure::IssuedAfterExpiry => "iat_after_exp",
+            AuthFailure::TimeOutOfRange(_) => "time_range",
             AuthFailure::LifetimeTooLong => "lifetime",
             AuthFailure::TenantMismatch => "tenant",
             AuthFailure::Replayed => "replay",
@@ -186,15 +203,20 @@ struct UnverifiedIssuer {
 }
 
 /// The claims CDS Hooks requires; `jti` and `iat` are required here because
-/// jsonwebtoken does not enforce them.
+/// jsonwebtoken does not enforce them. `nbf` is honoured when present.
 #[derive(Debug, Deserialize)]
 struct CdsClaims {
     iss: String,
     exp: i64,
     iat: i64,
+    nbf: Option<i64>,
     jti: String,
     tenant: Option<String>,
 }
+
+/// The seconds since the epoch a time claim may hold: 1970 to the end of 9999. A claim
+/// outside is refused before any arithmetic, so `exp - iat` and `exp + leeway` cannot overflow.
+const TIME_CLAIM_RANGE: std::ops::RangeInclusive<i64> = 0..=253_402_300_799;
 
 /// Verifies CDS Hooks JWTs.
 #[derive(Debug)]
@@ -311,6 +333,9 @@ impl Authenticator {
         {
             return Err(AuthFailure::WrongType);
         }
+        if let Some(crit) = &header.crit {
+            return Err(AuthFailure::CriticalHeader(crit.join(", ")));
+        }
         let kid = header.kid.clone().ok_or(AuthFailure::MissingKeyId)?;
         let issuer = jsonwebtoken::dangerous::insecure_decode_claims::<UnverifiedIssuer>(token)
             .map_err(|e| AuthFailure::Malformed(e.to_string()))?
@@ -348,16 +373,7 @@ impl Authenticator {
             })?
             .claims;
 
-        let now_seconds = now.timestamp();
-        if claims.exp <= now_seconds - self.leeway {
-            return Err(AuthFailure::Expired);
-        }
-        if claims.iat > now_seconds + self.leeway {
-            return Err(AuthFailure::IssuedInFuture);
-        }
-        if claims.exp - claims.iat > self.max_lifetime {
-            return Err(AuthFailure::LifetimeTooLong);
-        }
+        self.check_times(&claims, now.timestamp())?;
         if claims.jti.trim().is_empty() {
             return Err(AuthFailure::BadClaims("jti is empty".to_owned()));
         }
@@ -383,5 +399,44 @@ impl Authenticator {
             client,
             tenant: claims.tenant,
         })
+    }
+
+    /// Checks the time claims against `now` (seconds since the epoch), allowing the leeway:
+    /// all in range, not expired, valid already (`nbf`), not issued in the future, not issued
+    /// after expiry, and not living longer than the maximum.
+    fn check_times(&self, claims: &CdsClaims, now: i64) -> Result<(), AuthFailure> {
+        let times = [
+            ("exp", Some(claims.exp)),
+            ("iat", Some(claims.iat)),
+            ("nbf", claims.nbf),
+        ];
+        for (name, time) in times {
+            if time.is_some_and(|t| !TIME_CLAIM_RANGE.contains(&t)) {
+                return Err(AuthFailure::TimeOutOfRange(name));
+            }
+        }
+        if claims.exp <= now.saturating_sub(self.leeway) {
+            return Err(AuthFailure::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+        {
+            return Err(AuthFailure::NotYetValid);
+        }
+        if claims.iat > now.saturating_add(self.leeway) {
+            return Err(AuthFailure::IssuedInFuture);
+        }
+        if claims.iat > claims.exp {
+            return Err(AuthFailure::IssuedAfterExpiry);
+        }
+        if claims
+            .exp
+            .checked_sub(claims.iat)
+            .is_none_or(|lifetime| lifetime > self.max_lifetime)
+        {
+            return Err(AuthFailure::LifetimeTooLong);
+        }
+        Ok(())
     }
 }

@@ -230,3 +230,118 @@ async fn a_used_token_is_refused_again_inside_the_leeway_after_exp() {
         "replay inside the leeway"
     );
 }
+
+/// Ten years, in seconds.
+const TEN_YEARS: i64 = 10 * 365 * 24 * 3600;
+
+#[actix_web::test]
+async fn a_token_whose_lifetime_overflows_is_refused() {
+    let app = app_with_key_file().await;
+    let token = Token::es384(&app, DISCOVERY)
+        .with("iat", json!(-9_223_372_036_854_775_807_i64))
+        .with("exp", json!(now().timestamp() + TEN_YEARS))
+        .sign();
+    assert_eq!(discover(&app, &token).await, 401);
+}
+
+#[actix_web::test]
+async fn a_token_issued_after_it_expires_is_refused() {
+    let app = app_with_key_file().await;
+    let iat = now().timestamp();
+    let token = Token::es384(&app, DISCOVERY)
+        .with("iat", json!(iat + 20))
+        .with("exp", json!(iat + 10))
+        .sign();
+    assert_eq!(discover(&app, &token).await, 401);
+}
+
+#[actix_web::test]
+async fn a_token_not_valid_before_a_time_past_the_leeway_is_refused() {
+    let app = app_with_key_file().await;
+    let iat = now().timestamp();
+    let early = Token::es384(&app, DISCOVERY).with("nbf", json!(iat + 120));
+    assert_eq!(discover(&app, &early.sign()).await, 401, "nbf in 2 minutes");
+    let skewed = Token::es384(&app, DISCOVERY).with("nbf", json!(iat + 20));
+    assert_eq!(
+        discover(&app, &skewed.sign()).await,
+        200,
+        "nbf inside the leeway"
+    );
+}
+
+#[actix_web::test]
+async fn a_token_with_a_crit_header_is_refused() {
+    let app = app_with_key_file().await;
+    let token = Token::es384(&app, DISCOVERY).sign_with(|header| {
+        header.crit = Some(vec!["https://ext.example/bound".to_owned()]);
+        header.extras.insert("https://ext.example/bound", true);
+    });
+    assert_eq!(discover(&app, &token).await, 401);
+}
+
+#[actix_web::test]
+async fn each_absurd_time_nbf_and_crit_header_is_refused_for_its_own_reason() {
+    let authenticator = file_authenticator().await;
+    let app = audience_app();
+    let iat = now().timestamp();
+    let good = || Token::es384(&app, DISCOVERY);
+    let with_crit = |crit: Vec<String>| {
+        good().sign_with(move |header| {
+            for name in &crit {
+                header.extras.insert(name.clone(), true);
+            }
+            header.crit = Some(crit);
+        })
+    };
+    let cases: Vec<(&str, &str, String)> = vec![
+        (
+            "time_range",
+            "exp far in the future",
+            good().with("exp", json!(i64::MAX)).sign(),
+        ),
+        (
+            "time_range",
+            "nbf before the epoch",
+            good().with("nbf", json!(i64::MIN)).sign(),
+        ),
+        (
+            "time_range",
+            "iat before the epoch",
+            good().with("iat", json!(-1)).sign(),
+        ),
+        (
+            "iat_after_exp",
+            "iat after exp",
+            good()
+                .with("iat", json!(iat + 20))
+                .with("exp", json!(iat + 10))
+                .sign(),
+        ),
+        (
+            "nbf",
+            "nbf in the future",
+            good().with("nbf", json!(iat + 120)).sign(),
+        ),
+        (
+            "crit",
+            "a crit extension",
+            with_crit(vec!["ext".to_owned()]),
+        ),
+        ("crit", "an empty crit list", with_crit(vec![])),
+        (
+            "time_range",
+            "an iat that overflows exp - iat",
+            good()
+                .with("iat", json!(-9_223_372_036_854_775_807_i64))
+                .with("exp", json!(iat + TEN_YEARS))
+                .sign(),
+        ),
+    ];
+    for (reason, case, token) in cases {
+        let failure = authenticator
+            .verify(Some(&format!("Bearer {token}")), AUDIENCE, now())
+            .await
+            .expect_err(case);
+        assert_eq!(failure.reason(), reason, "{case}: {failure}");
+    }
+}

@@ -21,6 +21,8 @@ pub use fhir_access::FhirAccess;
 use keys::{KeySource, KeyStore};
 pub use replay::{InMemoryReplayCache, ReplayCache};
 
+use crate::telemetry::escape_for_log;
+
 /// Authentication settings (`[auth]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -99,14 +101,15 @@ pub struct Caller {
     pub tenant: Option<String>,
 }
 
-/// Why a request was not authenticated (logged, never sent).
+/// Why a request was not authenticated (logged, never sent). Its message may quote the
+/// (unauthenticated) token, so every quoted value goes through [`escape_for_log`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthFailure {
     /// No `Authorization: Bearer` header.
     #[error("no bearer token")]
     MissingToken,
     /// The token is not a well-formed JWT, or its `alg` is unknown (such as `none`).
-    #[error("malformed token: {0}")]
+    #[error("malformed token: {}", escape_for_log(.0))]
     Malformed(String),
     /// The `alg` is not in the allowlist.
     #[error("algorithm {0} is not allowed")]
@@ -116,19 +119,19 @@ pub enum AuthFailure {
     WrongType,
     /// The header has a `crit` parameter: it names extensions that must be understood, and
     /// this service understands none (RFC 7515 §4.1.11; an empty list is itself invalid).
-    #[error("crit header names extensions this service does not understand: [{0}]")]
+    #[error("crit header names extensions this service does not understand: [{}]", escape_for_log(.0))]
     CriticalHeader(String),
     /// No `kid` header.
     #[error("no kid header")]
     MissingKeyId,
     /// `iss` is not a trusted client.
-    #[error("issuer {0:?} is not a trusted client")]
+    #[error("issuer '{}' is not a trusted client", escape_for_log(.0))]
     UnknownIssuer(String),
     /// `jku` is not on the client's allowlist.
-    #[error("jku {0} is not on the client's allowlist")]
+    #[error("jku {} is not on the client's allowlist", escape_for_log(.0))]
     JkuNotAllowed(String),
     /// No key with this `kid`.
-    #[error("no key with kid {0:?}")]
+    #[error("no key with kid '{}'", escape_for_log(.0))]
     UnknownKey(String),
     /// The signature does not verify with the key.
     #[error("invalid signature")]
@@ -137,7 +140,7 @@ pub enum AuthFailure {
     #[error("audience is not this endpoint")]
     WrongAudience,
     /// A required claim is missing or ill-formed.
-    #[error("claims: {0}")]
+    #[error("claims: {}", escape_for_log(.0))]
     BadClaims(String),
     /// `exp` has passed.
     #[error("token expired")]
@@ -164,7 +167,7 @@ pub enum AuthFailure {
     #[error("jti replayed")]
     Replayed,
     /// The replay cache could not be consulted.
-    #[error("replay cache unavailable: {0}")]
+    #[error("replay cache unavailable: {}", escape_for_log(.0))]
     ReplayCacheUnavailable(String),
 }
 

@@ -345,3 +345,62 @@ async fn each_absurd_time_nbf_and_crit_header_is_refused_for_its_own_reason() {
         assert_eq!(failure.reason(), reason, "{case}: {failure}");
     }
 }
+
+#[actix_web::test]
+async fn control_characters_in_a_tokens_header_or_issuer_never_reach_the_failure_message() {
+    use base64::Engine;
+    let authenticator = file_authenticator().await;
+    let app = audience_app();
+    let forged = "\n2026-11-01T12:00:00Z INFO \x1b[31mforged line\x1b[0m\r";
+    let good = || Token::es384(&app, DISCOVERY);
+    let encode = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "kid",
+            Token {
+                kid: Some(format!("key{forged}")),
+                ..good()
+            }
+            .sign(),
+        ),
+        (
+            "iss",
+            good()
+                .with("iss", json!(format!("https://ehr.example{forged}")))
+                .sign(),
+        ),
+        (
+            "jku",
+            Token {
+                jku: Some(format!("https://evil.example/{forged}")),
+                kid: Some(format!("key{forged}")),
+                ..good()
+            }
+            .sign(),
+        ),
+        (
+            "alg",
+            format!(
+                "{}.{}.c2ln",
+                encode(json!({"alg": format!("ES384{forged}"), "typ": "JWT", "kid": "es384-test"})),
+                encode(good().claims)
+            ),
+        ),
+        (
+            "crit",
+            good().sign_with(|header| header.crit = Some(vec![forged.to_owned()])),
+        ),
+    ];
+    for (case, token) in cases {
+        let failure = authenticator
+            .verify(Some(&format!("Bearer {token}")), AUDIENCE, now())
+            .await
+            .expect_err(case);
+        let message = failure.to_string();
+        assert!(
+            !message.chars().any(char::is_control),
+            "{case}: {message:?}"
+        );
+        assert!(message.contains("forged line"), "{case}: {message:?}");
+    }
+}

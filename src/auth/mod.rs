@@ -67,7 +67,8 @@ pub struct ClientSettings {
     pub jwks_file: Option<String>,
     /// A URL serving its JWK Set.
     pub jwks_url: Option<String>,
-    /// `jku` header values honoured for this client; any other `jku` is refused and never fetched.
+    /// `jku` header values honoured for this client; any other `jku` is ignored (the token is
+    /// verified with the client's `jwks_file` or `jwks_url`) and never fetched.
     #[serde(default)]
     pub allowed_jku: Vec<String>,
     /// FHIR servers the service may call with this client's `fhirAuthorization`.
@@ -127,9 +128,6 @@ pub enum AuthFailure {
     /// `iss` is not a trusted client.
     #[error("issuer '{}' is not a trusted client", escape_for_log(.0))]
     UnknownIssuer(String),
-    /// `jku` is not on the client's allowlist.
-    #[error("jku {} is not on the client's allowlist", escape_for_log(.0))]
-    JkuNotAllowed(String),
     /// No key with this `kid`.
     #[error("no key with kid '{}'", escape_for_log(.0))]
     UnknownKey(String),
@@ -182,7 +180,6 @@ impl AuthFailure {
             AuthFailure::CriticalHeader(_) => "crit",
             AuthFailure::MissingKeyId => "kid_missing",
             AuthFailure::UnknownIssuer(_) => "issuer",
-            AuthFailure::JkuNotAllowed(_) => "jku",
             AuthFailure::UnknownKey(_) => "kid_unknown",
             AuthFailure::BadSignature => "signature",
             AuthFailure::WrongAudience => "audience",
@@ -350,9 +347,15 @@ impl Authenticator {
             .find(|c| c.issuer == issuer)
             .cloned()
             .ok_or_else(|| AuthFailure::UnknownIssuer(issuer.clone()))?;
+        // A jku off the allowlist is never fetched: the client's own keys decide (the public
+        // sandbox always sends one).
         let source = match &header.jku {
             Some(jku) if client.allowed_jku.contains(jku) => KeySource::Url(jku.clone()),
-            Some(jku) => return Err(AuthFailure::JkuNotAllowed(jku.clone())),
+            Some(jku) => {
+                tracing::debug!(jku = %escape_for_log(jku), issuer = %escape_for_log(&issuer),
+                    "jku off the client's allowlist ignored; verifying with its configured keys");
+                client.keys.clone()
+            }
             None => client.keys.clone(),
         };
         let key = self

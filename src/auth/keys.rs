@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
 
+use crate::telemetry::escape_for_log;
+
 /// Where a client's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeySource {
@@ -47,34 +49,46 @@ struct CachedSet {
     last_fetch_attempt: Option<Instant>,
 }
 
+/// How JWK Set URLs are fetched.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchPolicy {
+    /// Timeout of one fetch.
+    pub timeout: Duration,
+    /// Least time between two fetches of one URL.
+    pub min_refresh: Duration,
+    /// Largest JWK Set body accepted, in bytes; a larger one is refused whatever its
+    /// `Content-Length` says, and the cached keys stay in use.
+    pub max_bytes: usize,
+}
+
 /// Cached key sets, by source. Looking up a cached key takes a shared read lock and
 /// no allocation; only an unknown `kid` from a URL source leads to a fetch.
 pub struct KeyStore {
     http: reqwest::Client,
-    min_refresh: Duration,
+    policy: FetchPolicy,
     sets: RwLock<HashMap<KeySource, CachedSet>>,
 }
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyStore")
-            .field("min_refresh", &self.min_refresh)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
 
 impl KeyStore {
-    /// A store that fetches with `timeout` and refetches a URL at most once per `min_refresh`.
-    pub fn new(timeout: Duration, min_refresh: Duration) -> Result<KeyStore, String> {
+    /// A store that fetches URLs as `policy` says.
+    pub fn new(policy: FetchPolicy) -> Result<KeyStore, String> {
         let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
         Ok(KeyStore {
             http,
-            min_refresh,
+            policy,
             sets: RwLock::new(HashMap::new()),
         })
     }
@@ -108,7 +122,7 @@ impl KeyStore {
             let cached = sets.entry(source.clone()).or_default();
             if cached
                 .last_fetch_attempt
-                .is_some_and(|t| t.elapsed() < self.min_refresh)
+                .is_some_and(|t| t.elapsed() < self.policy.min_refresh)
             {
                 return None;
             }
@@ -120,7 +134,8 @@ impl KeyStore {
                 self.write_sets().entry(source.clone()).or_default().set = Some(decoded);
             }
             Err(e) => {
-                tracing::warn!(jwks_url = %url, error = %e, "JWK Set could not be fetched; keeping cached keys")
+                tracing::warn!(jwks_url = %escape_for_log(url), error = %escape_for_log(&e),
+                    "JWK Set could not be fetched; keeping cached keys")
             }
         }
         self.cached(source, kid)
@@ -141,7 +156,7 @@ impl KeyStore {
     }
 
     async fn fetch(&self, url: &str) -> Result<JwkSet, String> {
-        let response = self
+        let mut response = self
             .http
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -157,7 +172,20 @@ impl KeyStore {
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
-        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("not a JWK Set: {e}"))
+        let max_bytes = self.policy.max_bytes;
+        let too_large = || format!("larger than auth.jwks_max_bytes ({max_bytes} bytes)");
+        let declared = response.content_length();
+        if declared.is_some_and(|length| length > max_bytes as u64) {
+            return Err(too_large());
+        }
+        // Counted as it arrives: a missing or false Content-Length cannot lift the cap.
+        let mut body = Vec::with_capacity(declared.map_or(8 * 1024, |l| l as usize).min(max_bytes));
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > max_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("not a JWK Set: {e}"))
     }
 }

@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 pub use fhir_access::FhirAccess;
-use keys::{KeySource, KeyStore};
+use keys::{FetchPolicy, KeySource, KeyStore};
 pub use replay::{InMemoryReplayCache, ReplayCache};
 
 use crate::telemetry::escape_for_log;
@@ -37,6 +37,9 @@ pub struct AuthSettings {
     pub jwks_min_refresh_seconds: u64,
     /// Timeout of a JWK Set fetch, in milliseconds.
     pub jwks_timeout_ms: u64,
+    /// Largest JWK Set response read from a URL, in bytes (256 KiB); a larger one is refused
+    /// with a warning and the cached keys stay in use.
+    pub jwks_max_bytes: usize,
     /// The trusted CDS clients.
     pub clients: Vec<ClientSettings>,
     /// FHIR servers the service may call for unauthenticated requests (only with `serve --allow-unauthenticated`).
@@ -51,6 +54,7 @@ impl Default for AuthSettings {
             max_lifetime_seconds: 3600,
             jwks_min_refresh_seconds: 60,
             jwks_timeout_ms: 3000,
+            jwks_max_bytes: 256 * 1024,
             clients: Vec::new(),
             trial_fhir_servers: Vec::new(),
         }
@@ -250,10 +254,11 @@ impl Authenticator {
             }
             algorithms.push(algorithm);
         }
-        let keys = KeyStore::new(
-            Duration::from_millis(settings.jwks_timeout_ms),
-            Duration::from_secs(settings.jwks_min_refresh_seconds),
-        )?;
+        let keys = KeyStore::new(FetchPolicy {
+            timeout: Duration::from_millis(settings.jwks_timeout_ms),
+            min_refresh: Duration::from_secs(settings.jwks_min_refresh_seconds),
+            max_bytes: settings.jwks_max_bytes,
+        })?;
         let mut clients = Vec::new();
         let mut issuers = HashSet::new();
         for client in &settings.clients {

@@ -404,3 +404,25 @@ async fn control_characters_in_a_tokens_header_or_issuer_never_reach_the_failure
         assert!(message.contains("forged line"), "{case}: {message:?}");
     }
 }
+
+#[actix_web::test]
+async fn a_key_set_streamed_past_the_size_cap_is_refused() {
+    // 1 MiB, in chunks with no Content-Length; the default cap is 256 KiB.
+    let keys = KeyServer::start(Reply::padded_and_streamed(&[key_a()], 1024 * 1024)).await;
+    let app = app_trusting(&keys.url, |_| {}).await;
+    let token = Token::es384(&app, DISCOVERY).sign();
+    assert_eq!(discover(&app, &token).await, 401);
+    assert_eq!(keys.hits(), 1);
+}
+
+#[actix_web::test]
+async fn a_key_set_of_exactly_the_configured_cap_is_read_and_one_byte_more_is_refused() {
+    const CAP: usize = 4096;
+    for (size, status) in [(CAP, 200), (CAP + 1, 401)] {
+        let keys = KeyServer::start(Reply::padded_and_streamed(&[key_a()], size)).await;
+        assert_eq!(keys.reply.lock().unwrap().body.len(), size);
+        let app = app_trusting(&keys.url, |s| s.auth.jwks_max_bytes = CAP).await;
+        let token = Token::es384(&app, DISCOVERY).sign();
+        assert_eq!(discover(&app, &token).await, status, "{size} bytes");
+    }
+}

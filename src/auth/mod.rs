@@ -33,8 +33,13 @@ pub struct AuthSettings {
     pub leeway_seconds: i64,
     /// Longest accepted token lifetime (`exp - iat`), in seconds.
     pub max_lifetime_seconds: i64,
-    /// Least time between two fetches of a JWK Set URL (when a `kid` is unknown), in seconds.
+    /// Least time between two fetches of a JWK Set URL, and least time a fetched set is used
+    /// before it is refetched (even when its cache headers say less), in seconds.
     pub jwks_min_refresh_seconds: u64,
+    /// Most time a fetched JWK Set is used before it is refetched (even when its cache headers
+    /// say more), in seconds; at most a year. If refetching fails its keys stay in use until
+    /// twice this time after their fetch, then they are dropped.
+    pub jwks_max_age_seconds: u64,
     /// Timeout of a JWK Set fetch, in milliseconds.
     pub jwks_timeout_ms: u64,
     /// Largest JWK Set response read from a URL, in bytes (256 KiB); a larger one is refused
@@ -53,6 +58,7 @@ impl Default for AuthSettings {
             leeway_seconds: 30,
             max_lifetime_seconds: 3600,
             jwks_min_refresh_seconds: 60,
+            jwks_max_age_seconds: 3600,
             jwks_timeout_ms: 3000,
             jwks_max_bytes: 256 * 1024,
             clients: Vec::new(),
@@ -257,6 +263,7 @@ impl Authenticator {
         let keys = KeyStore::new(FetchPolicy {
             timeout: Duration::from_millis(settings.jwks_timeout_ms),
             min_refresh: Duration::from_secs(settings.jwks_min_refresh_seconds),
+            max_age: Duration::from_secs(settings.jwks_max_age_seconds),
             max_bytes: settings.jwks_max_bytes,
         })?;
         let mut clients = Vec::new();

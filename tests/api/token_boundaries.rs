@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use jsonwebtoken::jwk::Jwk;
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use cramp_cds::auth::{AuthSettings, Authenticator, ClientSettings, InMemoryReplayCache};
 use cramp_cds::config::Settings;
 
-use crate::auth::{ISSUER, Token, bearer, key_file};
+use crate::auth::{ISSUER, Token, key_file};
 use crate::helpers::{TestApp, now, spawn_authenticated_app};
 
 const DISCOVERY: &str = "/cds-services";
@@ -25,6 +26,8 @@ struct Reply {
     cache_control: Option<&'static str>,
     /// Sent in chunks with no `Content-Length`.
     streamed: bool,
+    /// Answered 503 instead.
+    down: bool,
 }
 
 impl Reply {
@@ -33,6 +36,14 @@ impl Reply {
             body: json!({ "keys": keys }).to_string().into_bytes(),
             cache_control: None,
             streamed: false,
+            down: false,
+        }
+    }
+
+    fn down() -> Reply {
+        Reply {
+            down: true,
+            ..Reply::set(&[])
         }
     }
 
@@ -53,6 +64,7 @@ impl Reply {
             body: body.into_bytes(),
             cache_control: None,
             streamed: true,
+            down: false,
         }
     }
 }
@@ -80,6 +92,9 @@ impl KeyServer {
                 counted.fetch_add(1, Ordering::SeqCst);
                 let reply = served.lock().unwrap().clone();
                 async move {
+                    if reply.down {
+                        return HttpResponse::ServiceUnavailable().finish();
+                    }
                     let mut response = HttpResponse::Ok();
                     response.content_type("application/json");
                     if let Some(cache_control) = reply.cache_control {
@@ -425,4 +440,82 @@ async fn a_key_set_of_exactly_the_configured_cap_is_read_and_one_byte_more_is_re
         let token = Token::es384(&app, DISCOVERY).sign();
         assert_eq!(discover(&app, &token).await, status, "{size} bytes");
     }
+}
+
+/// How long a test waits for a background key refresh before it gives up.
+const REFRESH_DEADLINE: Duration = Duration::from_secs(8);
+
+#[actix_web::test]
+async fn a_key_dropped_from_the_served_set_is_refused_once_the_cached_set_is_past_its_max_age() {
+    let keys = KeyServer::start(Reply::set(&[key_a()]).cached_for("max-age=1")).await;
+    let app = app_trusting(&keys.url, |s| s.auth.jwks_min_refresh_seconds = 1).await;
+    let signed_with_a = || Token::es384(&app, DISCOVERY).sign();
+    assert_eq!(discover(&app, &signed_with_a()).await, 200, "key A, served");
+
+    keys.serve(Reply::set(&[key_b()]).cached_for("max-age=1"));
+    let switched = Instant::now();
+    while discover(&app, &signed_with_a()).await == 200 {
+        assert!(
+            switched.elapsed() < REFRESH_DEADLINE,
+            "key A still accepted {:?} after the server dropped it ({} fetches)",
+            switched.elapsed(),
+            keys.hits()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        discover(&app, &signed_with_b(&app).sign()).await,
+        200,
+        "key B"
+    );
+}
+
+#[actix_web::test]
+async fn a_refetch_past_the_size_cap_keeps_the_cached_keys() {
+    let keys = KeyServer::start(Reply::set(&[key_a()]).cached_for("max-age=1")).await;
+    let app = app_trusting(&keys.url, |s| s.auth.jwks_min_refresh_seconds = 1).await;
+    let signed_with_a = || Token::es384(&app, DISCOVERY).sign();
+    assert_eq!(discover(&app, &signed_with_a()).await, 200, "key A, served");
+
+    keys.serve(Reply::padded_and_streamed(&[key_b()], 1024 * 1024));
+    let switched = Instant::now();
+    while keys.hits() < 2 {
+        assert!(
+            switched.elapsed() < REFRESH_DEADLINE,
+            "the set was not refetched after its max-age"
+        );
+        assert_eq!(discover(&app, &signed_with_a()).await, 200, "key A, cached");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(discover(&app, &signed_with_a()).await, 200, "key A, kept");
+    assert_eq!(
+        discover(&app, &signed_with_b(&app).sign()).await,
+        401,
+        "key B, only in the oversized set"
+    );
+}
+
+#[actix_web::test]
+async fn cached_keys_are_dropped_once_the_key_server_stays_down_past_twice_the_max_age() {
+    let keys = KeyServer::start(Reply::set(&[key_a()])).await;
+    let app = app_trusting(&keys.url, |s| {
+        s.auth.jwks_min_refresh_seconds = 1;
+        s.auth.jwks_max_age_seconds = 1;
+    })
+    .await;
+    let signed_with_a = || Token::es384(&app, DISCOVERY).sign();
+    assert_eq!(discover(&app, &signed_with_a()).await, 200, "key A, served");
+
+    keys.serve(Reply::down());
+    let down = Instant::now();
+    while discover(&app, &signed_with_a()).await == 200 {
+        assert!(
+            down.elapsed() < REFRESH_DEADLINE,
+            "key A still accepted {:?} after its key server went down",
+            down.elapsed()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(keys.hits() >= 2, "refetches were tried: {}", keys.hits());
 }

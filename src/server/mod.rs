@@ -4,6 +4,7 @@
 
 pub mod errors;
 pub mod openapi;
+mod request_span;
 mod routes;
 
 use std::net::TcpListener;
@@ -155,7 +156,7 @@ impl Application {
             App::new()
                 .wrap(cors(&origins))
                 .wrap(from_fn(record_metrics))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<request_span::RequestSpan>::new())
                 .app_data(web::Data::new(state.clone()))
                 .configure(routes)
         })

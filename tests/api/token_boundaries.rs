@@ -519,3 +519,20 @@ async fn cached_keys_are_dropped_once_the_key_server_stays_down_past_twice_the_m
     }
     assert!(keys.hits() >= 2, "refetches were tried: {}", keys.hits());
 }
+
+#[actix_web::test]
+async fn the_service_refuses_to_start_with_an_admin_token_shorter_than_32_bytes() {
+    use cramp_cds::server::{Application, Clock};
+    let mut settings = Settings::default();
+    settings.server.bind = "127.0.0.1:0".to_owned();
+    settings.store.database_url = crate::helpers::temp_database_url();
+    settings.admin.token = Some("s".repeat(31));
+    let refused = Application::build(&settings, true, Clock::Fixed(now())).await;
+    let message = refused.err().expect("a 31-byte admin token is refused");
+    assert!(message.contains("admin.token"), "{message}");
+    assert!(message.contains("32"), "{message}");
+
+    settings.admin.token = Some("s".repeat(32));
+    let started = Application::build(&settings, true, Clock::Fixed(now())).await;
+    assert!(started.is_ok(), "a 32-byte admin token is accepted");
+}

@@ -39,7 +39,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
-    /// Bearer token for `GET /admin/report`; the endpoint is off when unset.
+    /// Bearer token for `GET /admin/report`, at least 32 bytes; the endpoint is off when unset
+    /// or empty.
     pub token: Option<String>,
 }
 

@@ -1,5 +1,6 @@
-//! Logging setup, done once at start. Patient identifiers, tokens and
-//! resource contents are never logged at info level.
+//! Logging setup, done once at start, and [`escape_for_log`] for values a caller
+//! controls. Patient identifiers, tokens and resource contents are never logged
+//! at info level.
 
 use tracing_subscriber::EnvFilter;
 
@@ -18,4 +19,62 @@ pub fn init(settings: &LogSettings) {
     };
     // A second initialisation (as in tests) keeps the first subscriber.
     let _ = result;
+}
+
+/// The most characters of one value [`escape_for_log`] keeps; a longer value is cut there and
+/// ends with `…`.
+pub const LOG_VALUE_MAX_CHARS: usize = 256;
+
+/// `value` made safe for a text log line, for any value a caller controls (a token's header or
+/// issuer, a key server's answer): every control character (`char::is_control`: newline,
+/// carriage return, ESC, the C1 set...) and every Unicode line separator or bidirectional
+/// override is written as an escape (`\n`, `\r`, `\u{1b}`, `\u{202e}`), a backslash is doubled
+/// so an escape cannot be faked, and the result is cut after [`LOG_VALUE_MAX_CHARS`]
+/// characters. A log line can then neither be split, forged nor recoloured, nor made huge.
+/// Not for structured (JSON) output, which has its own escaping.
+pub fn escape_for_log(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len().min(LOG_VALUE_MAX_CHARS) + 8);
+    for (index, c) in value.chars().enumerate() {
+        if index == LOG_VALUE_MAX_CHARS {
+            escaped.push('…');
+            break;
+        }
+        let unsafe_in_a_line = c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if unsafe_in_a_line || c == '\\' {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_for_log_escapes_control_characters_and_cuts_long_values() {
+        let forged = "kid\n2026-11-01 INFO \x1b[31mforged\x1b[0m\r\u{85}\u{2028}\u{202e}\\n";
+        let escaped = escape_for_log(forged);
+        assert_eq!(
+            escaped,
+            r"kid\n2026-11-01 INFO \u{1b}[31mforged\u{1b}[0m\r\u{85}\u{2028}\u{202e}\\n"
+        );
+        assert!(!escaped.chars().any(char::is_control));
+        assert_eq!(
+            escape_for_log("https://ehr.example/é"),
+            "https://ehr.example/é"
+        );
+
+        let long = "a".repeat(10 * LOG_VALUE_MAX_CHARS);
+        let cut = escape_for_log(&long);
+        assert_eq!(cut.chars().count(), LOG_VALUE_MAX_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(
+            escape_for_log(&long[..LOG_VALUE_MAX_CHARS]),
+            &long[..LOG_VALUE_MAX_CHARS]
+        );
+    }
 }

@@ -18,8 +18,10 @@ use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 pub use fhir_access::FhirAccess;
-use keys::{KeySource, KeyStore};
+use keys::{FetchPolicy, KeySource, KeyStore};
 pub use replay::{InMemoryReplayCache, ReplayCache};
+
+use crate::telemetry::escape_for_log;
 
 /// Authentication settings (`[auth]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,14 +29,22 @@ pub use replay::{InMemoryReplayCache, ReplayCache};
 pub struct AuthSettings {
     /// Signing algorithms accepted (ES384 and RS384 by default; `none` and HS* are never accepted).
     pub algorithms: Vec<String>,
-    /// Clock skew allowed on `exp` and `iat`, in seconds.
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
     pub leeway_seconds: i64,
     /// Longest accepted token lifetime (`exp - iat`), in seconds.
     pub max_lifetime_seconds: i64,
-    /// Least time between two fetches of a JWK Set URL (when a `kid` is unknown), in seconds.
+    /// Least time between two fetches of a JWK Set URL, and least time a fetched set is used
+    /// before it is refetched (even when its cache headers say less), in seconds.
     pub jwks_min_refresh_seconds: u64,
+    /// Most time a fetched JWK Set is used before it is refetched (even when its cache headers
+    /// say more), in seconds; at most a year. If refetching fails its keys stay in use until
+    /// twice this time after their fetch, then they are dropped.
+    pub jwks_max_age_seconds: u64,
     /// Timeout of a JWK Set fetch, in milliseconds.
     pub jwks_timeout_ms: u64,
+    /// Largest JWK Set response read from a URL, in bytes (256 KiB); a larger one is refused
+    /// with a warning and the cached keys stay in use.
+    pub jwks_max_bytes: usize,
     /// The trusted CDS clients.
     pub clients: Vec<ClientSettings>,
     /// FHIR servers the service may call for unauthenticated requests (only with `serve --allow-unauthenticated`).
@@ -48,7 +58,9 @@ impl Default for AuthSettings {
             leeway_seconds: 30,
             max_lifetime_seconds: 3600,
             jwks_min_refresh_seconds: 60,
+            jwks_max_age_seconds: 3600,
             jwks_timeout_ms: 3000,
+            jwks_max_bytes: 256 * 1024,
             clients: Vec::new(),
             trial_fhir_servers: Vec::new(),
         }
@@ -65,7 +77,8 @@ pub struct ClientSettings {
     pub jwks_file: Option<String>,
     /// A URL serving its JWK Set.
     pub jwks_url: Option<String>,
-    /// `jku` header values honoured for this client; any other `jku` is refused and never fetched.
+    /// `jku` header values honoured for this client; any other `jku` is ignored (the token is
+    /// verified with the client's `jwks_file` or `jwks_url`) and never fetched.
     #[serde(default)]
     pub allowed_jku: Vec<String>,
     /// FHIR servers the service may call with this client's `fhirAuthorization`.
@@ -99,14 +112,15 @@ pub struct Caller {
     pub tenant: Option<String>,
 }
 
-/// Why a request was not authenticated (logged, never sent).
+/// Why a request was not authenticated (logged, never sent). Its message may quote the
+/// (unauthenticated) token, so every quoted value goes through [`escape_for_log`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthFailure {
     /// No `Authorization: Bearer` header.
     #[error("no bearer token")]
     MissingToken,
     /// The token is not a well-formed JWT, or its `alg` is unknown (such as `none`).
-    #[error("malformed token: {0}")]
+    #[error("malformed token: {}", escape_for_log(.0))]
     Malformed(String),
     /// The `alg` is not in the allowlist.
     #[error("algorithm {0} is not allowed")]
@@ -114,17 +128,18 @@ pub enum AuthFailure {
     /// `typ` is not `JWT`.
     #[error("typ header is not JWT")]
     WrongType,
+    /// The header has a `crit` parameter: it names extensions that must be understood, and
+    /// this service understands none (RFC 7515 §4.1.11; an empty list is itself invalid).
+    #[error("crit header names extensions this service does not understand: [{}]", escape_for_log(.0))]
+    CriticalHeader(String),
     /// No `kid` header.
     #[error("no kid header")]
     MissingKeyId,
     /// `iss` is not a trusted client.
-    #[error("issuer {0:?} is not a trusted client")]
+    #[error("issuer '{}' is not a trusted client", escape_for_log(.0))]
     UnknownIssuer(String),
-    /// `jku` is not on the client's allowlist.
-    #[error("jku {0} is not on the client's allowlist")]
-    JkuNotAllowed(String),
     /// No key with this `kid`.
-    #[error("no key with kid {0:?}")]
+    #[error("no key with kid '{}'", escape_for_log(.0))]
     UnknownKey(String),
     /// The signature does not verify with the key.
     #[error("invalid signature")]
@@ -133,14 +148,23 @@ pub enum AuthFailure {
     #[error("audience is not this endpoint")]
     WrongAudience,
     /// A required claim is missing or ill-formed.
-    #[error("claims: {0}")]
+    #[error("claims: {}", escape_for_log(.0))]
     BadClaims(String),
     /// `exp` has passed.
     #[error("token expired")]
     Expired,
+    /// `nbf` is in the future, beyond the leeway.
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
     /// `iat` is in the future.
     #[error("token issued in the future")]
     IssuedInFuture,
+    /// `iat` is after `exp`.
+    #[error("token issued after it expires")]
+    IssuedAfterExpiry,
+    /// A time claim (named) is outside the years 1970 to 9999.
+    #[error("{0} is outside the accepted range of times")]
+    TimeOutOfRange(&'static str),
     /// `exp - iat` is above the maximum.
     #[error("token lifetime above the maximum")]
     LifetimeTooLong,
@@ -151,7 +175,7 @@ pub enum AuthFailure {
     #[error("jti replayed")]
     Replayed,
     /// The replay cache could not be consulted.
-    #[error("replay cache unavailable: {0}")]
+    #[error("replay cache unavailable: {}", escape_for_log(.0))]
     ReplayCacheUnavailable(String),
 }
 
@@ -163,15 +187,18 @@ impl AuthFailure {
             AuthFailure::Malformed(_) => "malformed",
             AuthFailure::AlgorithmNotAllowed(_) => "algorithm",
             AuthFailure::WrongType => "typ",
+            AuthFailure::CriticalHeader(_) => "crit",
             AuthFailure::MissingKeyId => "kid_missing",
             AuthFailure::UnknownIssuer(_) => "issuer",
-            AuthFailure::JkuNotAllowed(_) => "jku",
             AuthFailure::UnknownKey(_) => "kid_unknown",
             AuthFailure::BadSignature => "signature",
             AuthFailure::WrongAudience => "audience",
             AuthFailure::BadClaims(_) => "claims",
             AuthFailure::Expired => "expired",
+            AuthFailure::NotYetValid => "nbf",
             AuthFailure::IssuedInFuture => "iat_future",
+            AuthFailure::IssuedAfterExpiry => "iat_after_exp",
+            AuthFailure::TimeOutOfRange(_) => "time_range",
             AuthFailure::LifetimeTooLong => "lifetime",
             AuthFailure::TenantMismatch => "tenant",
             AuthFailure::Replayed => "replay",
@@ -186,15 +213,20 @@ struct UnverifiedIssuer {
 }
 
 /// The claims CDS Hooks requires; `jti` and `iat` are required here because
-/// jsonwebtoken does not enforce them.
+/// jsonwebtoken does not enforce them. `nbf` is honoured when present.
 #[derive(Debug, Deserialize)]
 struct CdsClaims {
     iss: String,
     exp: i64,
     iat: i64,
+    nbf: Option<i64>,
     jti: String,
     tenant: Option<String>,
 }
+
+/// The seconds since the epoch a time claim may hold: 1970 to the end of 9999. A claim
+/// outside is refused before any arithmetic, so `exp - iat` and `exp + leeway` cannot overflow.
+const TIME_CLAIM_RANGE: std::ops::RangeInclusive<i64> = 0..=253_402_300_799;
 
 /// Verifies CDS Hooks JWTs.
 #[derive(Debug)]
@@ -228,10 +260,12 @@ impl Authenticator {
             }
             algorithms.push(algorithm);
         }
-        let keys = KeyStore::new(
-            Duration::from_millis(settings.jwks_timeout_ms),
-            Duration::from_secs(settings.jwks_min_refresh_seconds),
-        )?;
+        let keys = KeyStore::new(FetchPolicy {
+            timeout: Duration::from_millis(settings.jwks_timeout_ms),
+            min_refresh: Duration::from_secs(settings.jwks_min_refresh_seconds),
+            max_age: Duration::from_secs(settings.jwks_max_age_seconds),
+            max_bytes: settings.jwks_max_bytes,
+        })?;
         let mut clients = Vec::new();
         let mut issuers = HashSet::new();
         for client in &settings.clients {
@@ -311,6 +345,9 @@ impl Authenticator {
         {
             return Err(AuthFailure::WrongType);
         }
+        if let Some(crit) = &header.crit {
+            return Err(AuthFailure::CriticalHeader(crit.join(", ")));
+        }
         let kid = header.kid.clone().ok_or(AuthFailure::MissingKeyId)?;
         let issuer = jsonwebtoken::dangerous::insecure_decode_claims::<UnverifiedIssuer>(token)
             .map_err(|e| AuthFailure::Malformed(e.to_string()))?
@@ -322,9 +359,15 @@ impl Authenticator {
             .find(|c| c.issuer == issuer)
             .cloned()
             .ok_or_else(|| AuthFailure::UnknownIssuer(issuer.clone()))?;
+        // A jku off the allowlist is never fetched: the client's own keys decide (the public
+        // sandbox always sends one).
         let source = match &header.jku {
             Some(jku) if client.allowed_jku.contains(jku) => KeySource::Url(jku.clone()),
-            Some(jku) => return Err(AuthFailure::JkuNotAllowed(jku.clone())),
+            Some(jku) => {
+                tracing::debug!(jku = %escape_for_log(jku), issuer = %escape_for_log(&issuer),
+                    "jku off the client's allowlist ignored; verifying with its configured keys");
+                client.keys.clone()
+            }
             None => client.keys.clone(),
         };
         let key = self
@@ -348,16 +391,7 @@ impl Authenticator {
             })?
             .claims;
 
-        let now_seconds = now.timestamp();
-        if claims.exp <= now_seconds - self.leeway {
-            return Err(AuthFailure::Expired);
-        }
-        if claims.iat > now_seconds + self.leeway {
-            return Err(AuthFailure::IssuedInFuture);
-        }
-        if claims.exp - claims.iat > self.max_lifetime {
-            return Err(AuthFailure::LifetimeTooLong);
-        }
+        self.check_times(&claims, now.timestamp())?;
         if claims.jti.trim().is_empty() {
             return Err(AuthFailure::BadClaims("jti is empty".to_owned()));
         }
@@ -366,13 +400,14 @@ impl Authenticator {
         {
             return Err(AuthFailure::TenantMismatch);
         }
-        let expires_at = Utc
-            .timestamp_opt(claims.exp, 0)
+        // The token is accepted until `exp + leeway`, so its jti must be kept as long.
+        let keep_until = Utc
+            .timestamp_opt(claims.exp.saturating_add(self.leeway), 0)
             .single()
             .ok_or_else(|| AuthFailure::BadClaims("exp out of range".to_owned()))?;
         let fresh = self
             .replay
-            .remember(&claims.iss, &claims.jti, expires_at, now)
+            .remember(&claims.iss, &claims.jti, keep_until, now)
             .await
             .map_err(AuthFailure::ReplayCacheUnavailable)?;
         if !fresh {
@@ -382,5 +417,44 @@ impl Authenticator {
             client,
             tenant: claims.tenant,
         })
+    }
+
+    /// Checks the time claims against `now` (seconds since the epoch), allowing the leeway:
+    /// all in range, not expired, valid already (`nbf`), not issued in the future, not issued
+    /// after expiry, and not living longer than the maximum.
+    fn check_times(&self, claims: &CdsClaims, now: i64) -> Result<(), AuthFailure> {
+        let times = [
+            ("exp", Some(claims.exp)),
+            ("iat", Some(claims.iat)),
+            ("nbf", claims.nbf),
+        ];
+        for (name, time) in times {
+            if time.is_some_and(|t| !TIME_CLAIM_RANGE.contains(&t)) {
+                return Err(AuthFailure::TimeOutOfRange(name));
+            }
+        }
+        if claims.exp <= now.saturating_sub(self.leeway) {
+            return Err(AuthFailure::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+        {
+            return Err(AuthFailure::NotYetValid);
+        }
+        if claims.iat > now.saturating_add(self.leeway) {
+            return Err(AuthFailure::IssuedInFuture);
+        }
+        if claims.iat > claims.exp {
+            return Err(AuthFailure::IssuedAfterExpiry);
+        }
+        if claims
+            .exp
+            .checked_sub(claims.iat)
+            .is_none_or(|lifetime| lifetime > self.max_lifetime)
+        {
+            return Err(AuthFailure::LifetimeTooLong);
+        }
+        Ok(())
     }
 }

@@ -1,5 +1,5 @@
-//! The JWT replay cache: a `jti` is accepted once per issuer until the token
-//! expires. In memory here; a shared database implementation lets several
+//! The JWT replay cache: a `jti` is accepted once per issuer for as long as
+//! the caller says the token can be accepted (its `exp` plus the leeway). In memory here; a shared database implementation lets several
 //! instances reject a token replayed against any of them.
 
 use std::collections::HashMap;

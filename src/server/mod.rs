@@ -2,8 +2,10 @@
 //! mapping. [`Application::build`] binds the listener so tests can start the
 //! real app on port 0 and talk HTTP to it.
 
+pub mod admin_token;
 pub mod errors;
 pub mod openapi;
+mod request_span;
 mod routes;
 
 use std::net::TcpListener;
@@ -26,6 +28,7 @@ use crate::invoke::CdsService;
 use crate::store::Store;
 use crate::store::history::History;
 use crate::store::replay::SharedReplayCache;
+use admin_token::AdminToken;
 
 /// Where the evaluation time comes from.
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,7 +77,7 @@ pub struct AppState {
     /// The public base URL; a token's `aud` must be this plus the path called.
     pub public_base_url: String,
     /// The bearer token of the admin endpoints; they are off when `None`.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<AdminToken>,
 }
 
 /// A bound, not yet running, server.
@@ -88,11 +91,13 @@ impl Application {
     /// Loads the knowledge, sets up authentication and binds `settings.server.bind`.
     /// Authentication is required unless `allow_unauthenticated`; with it required and no
     /// trusted client configured, start-up fails with a message saying what to configure.
+    /// An `admin.token` shorter than 32 bytes fails start-up too.
     pub async fn build(
         settings: &Settings,
         allow_unauthenticated: bool,
         clock: Clock,
     ) -> Result<Application, String> {
+        AdminToken::from_setting(settings.admin.token.as_deref())?;
         let store = Store::connect(&settings.store)
             .await
             .map_err(|e| format!("{e} ({})", redact_url(&settings.store.database_url)))?;
@@ -137,13 +142,16 @@ impl Application {
             .map_err(|e| format!("cannot listen on {}: {e}", settings.server.bind))
     }
 
-    /// Binds the listener for an already-built service and authentication mode.
+    /// Binds the listener for an already-built service and authentication mode; an
+    /// `admin.token` shorter than 32 bytes is an `InvalidInput` error.
     pub fn bind(
         settings: &Settings,
         service: CdsService,
         auth: AuthMode,
         clock: Clock,
     ) -> std::io::Result<Application> {
+        let admin_token = AdminToken::from_setting(settings.admin.token.as_deref())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(&settings.server.bind)?;
         let port = listener.local_addr()?.port();
         let state = AppState {
@@ -152,7 +160,7 @@ impl Application {
             clock,
             auth,
             public_base_url: settings.server.public_base_url(),
-            admin_token: settings.admin.token.clone().filter(|t| !t.is_empty()),
+            admin_token,
         };
         let origins = settings.server.allowed_origins.clone();
         let state_history = state.service.history().cloned();
@@ -160,7 +168,7 @@ impl Application {
             App::new()
                 .wrap(cors(&origins))
                 .wrap(from_fn(record_metrics))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<request_span::RequestSpan>::new())
                 .app_data(web::Data::new(state.clone()))
                 .configure(routes)
         })

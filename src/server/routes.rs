@@ -217,7 +217,7 @@ pub async fn admin_report(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+    if !expected.matches(presented) {
         tracing::warn!("admin report refused: wrong or missing admin token");
         return Err(ApiError::Unauthorized);
     }
@@ -254,10 +254,6 @@ pub async fn admin_report(
 pub struct ReportQuery {
     since: Option<String>,
     format: Option<String>,
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `GET /rules/{id}`: how a rule decides, for the clinician who follows a card's link.

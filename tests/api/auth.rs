@@ -6,20 +6,22 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use base64::Engine;
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 use crate::helpers::{FhirTestServer, NOW, TestApp, fixture, now, spawn_authenticated_app};
 
-const ISSUER: &str = "https://ehr.example";
+pub(crate) const ISSUER: &str = "https://ehr.example";
 const TENANT_ISSUER: &str = "https://tenant-ehr.example";
-const PATIENT_VIEW: &str = "/cds-services/cramp-numbness-patient-view";
+pub(crate) const PATIENT_VIEW: &str = "/cds-services/cramp-numbness-patient-view";
 
-fn key_file(name: &str) -> Vec<u8> {
+pub(crate) fn key_file(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-/// A JWK Set server that records the paths it was asked for.
+/// A JWK Set server that records the paths it was asked for. It serves the test keys
+/// everywhere but at `/rogue-jwks.json`, which holds only a `rogue-key` of its own.
 struct JwksServer {
     base_url: String,
     hits: Arc<Mutex<Vec<String>>>,
@@ -32,12 +34,20 @@ impl JwksServer {
         let hits = Arc::new(Mutex::new(Vec::new()));
         let recorded = hits.clone();
         let jwks: Value = serde_json::from_slice(&key_file("jwks.json")).unwrap();
+        let rogue_key = EncodingKey::from_ec_pem(&key_file("es384-other-private.pem")).unwrap();
+        let mut rogue_jwk = Jwk::from_encoding_key(&rogue_key, Algorithm::ES384).unwrap();
+        rogue_jwk.common.key_id = Some("rogue-key".to_owned());
+        let rogue_jwks = json!({ "keys": [rogue_jwk] });
         let server = HttpServer::new(move || {
             let recorded = recorded.clone();
-            let jwks = jwks.clone();
+            let (jwks, rogue_jwks) = (jwks.clone(), rogue_jwks.clone());
             App::new().default_service(web::to(move |request: HttpRequest| {
                 recorded.lock().unwrap().push(request.path().to_owned());
-                let body = jwks.clone();
+                let body = if request.path() == "/rogue-jwks.json" {
+                    rogue_jwks.clone()
+                } else {
+                    jwks.clone()
+                };
                 async move { HttpResponse::Ok().json(body) }
             }))
         })
@@ -101,17 +111,17 @@ async fn setup() -> Setup {
 
 /// A token under construction; every field can be spoiled by a test.
 #[derive(Clone)]
-struct Token {
-    alg: Algorithm,
-    kid: Option<String>,
-    typ: Option<String>,
-    jku: Option<String>,
-    key: Vec<u8>,
-    claims: Value,
+pub(crate) struct Token {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<String>,
+    pub(crate) typ: Option<String>,
+    pub(crate) jku: Option<String>,
+    pub(crate) key: Vec<u8>,
+    pub(crate) claims: Value,
 }
 
 impl Token {
-    fn es384(app: &TestApp, path: &str) -> Token {
+    pub(crate) fn es384(app: &TestApp, path: &str) -> Token {
         let iat = now().timestamp();
         Token {
             alg: Algorithm::ES384,
@@ -133,11 +143,17 @@ impl Token {
         }
     }
 
-    fn sign(&self) -> String {
+    pub(crate) fn sign(&self) -> String {
+        self.sign_with(|_| {})
+    }
+
+    /// Signs with a header that `edit` may spoil further (e.g. with a `crit` parameter).
+    pub(crate) fn sign_with(&self, edit: impl FnOnce(&mut Header)) -> String {
         let mut header = Header::new(self.alg);
         header.kid = self.kid.clone();
         header.typ = self.typ.clone();
         header.jku = self.jku.clone();
+        edit(&mut header);
         let key = match self.alg {
             Algorithm::ES384 => EncodingKey::from_ec_pem(&self.key).unwrap(),
             Algorithm::RS384 => EncodingKey::from_rsa_pem(&self.key).unwrap(),
@@ -146,12 +162,12 @@ impl Token {
         encode(&header, &self.claims, &key).unwrap()
     }
 
-    fn with(mut self, claim: &str, value: Value) -> Token {
+    pub(crate) fn with(mut self, claim: &str, value: Value) -> Token {
         self.claims[claim] = value;
         self
     }
 
-    fn without(mut self, claim: &str) -> Token {
+    pub(crate) fn without(mut self, claim: &str) -> Token {
         self.claims.as_object_mut().unwrap().remove(claim);
         self
     }
@@ -195,7 +211,7 @@ async fn assert_rejected(setup: &Setup, authorization: Option<String>, case: &st
     );
 }
 
-fn bearer(token: &Token) -> Option<String> {
+pub(crate) fn bearer(token: &Token) -> Option<String> {
     Some(format!("Bearer {}", token.sign()))
 }
 
@@ -377,13 +393,30 @@ async fn a_replayed_jti_is_rejected() {
 }
 
 #[actix_web::test]
-async fn a_jku_off_the_allowlist_is_refused_and_never_fetched() {
+async fn a_jku_off_the_allowlist_is_ignored_for_the_clients_own_keys_and_never_fetched() {
     let setup = setup().await;
-    let rogue = Token {
-        jku: Some(format!("{}/rogue-jwks.json", setup.jwks.base_url)),
+    let rogue_jku = Some(format!("{}/rogue-jwks.json", setup.jwks.base_url));
+    let rogue_key = Token {
+        jku: rogue_jku.clone(),
+        kid: Some("rogue-key".into()),
+        key: key_file("es384-other-private.pem"),
         ..Token::es384(&setup.app, PATIENT_VIEW)
     };
-    assert_rejected(&setup, bearer(&rogue), "jku off the allowlist").await;
+    assert_rejected(
+        &setup,
+        bearer(&rogue_key),
+        "signed by a key only the jku off the allowlist holds",
+    )
+    .await;
+    let configured_key = Token {
+        jku: rogue_jku,
+        ..Token::es384(&setup.app, PATIENT_VIEW)
+    };
+    assert_eq!(
+        invoke(&setup, bearer(&configured_key)).await.status(),
+        200,
+        "signed by a key of the client's own JWK Set, the jku ignored"
+    );
     assert!(
         !setup.jwks.hits().iter().any(|p| p == "/rogue-jwks.json"),
         "{:?}",
@@ -585,13 +618,6 @@ async fn each_bad_token_fails_for_its_own_reason() {
         (
             "issuer",
             bearer(&good.clone().with("iss", json!("https://evil.example"))),
-        ),
-        (
-            "jku",
-            bearer(&Token {
-                jku: Some("https://evil.example/jwks.json".into()),
-                ..good.clone()
-            }),
         ),
         (
             "audience",

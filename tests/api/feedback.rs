@@ -9,7 +9,7 @@ use crate::helpers::{
     temp_database_url,
 };
 
-const ADMIN_TOKEN: &str = "test-admin-token";
+const ADMIN_TOKEN: &str = "test-admin-token-of-at-least-32-bytes";
 const PATIENT_VIEW: &str = "cramp-numbness-patient-view";
 
 async fn app_on(database_url: &str, days_later: i64) -> TestApp {

@@ -15,3 +15,4 @@ mod postgres_outage;
 mod prefetch;
 mod rules;
 mod tenancy;
+mod token_boundaries;

@@ -146,7 +146,14 @@ pub async fn invoke(
         ApiError::Internal
     })?
     .map_err(|e| {
-        tracing::info!(service = %service_id, error = %e, "hook request refused");
+        // Messages may quote request values (patient ids among them): only at debug, escaped.
+        let part = match &e {
+            crate::invoke::InvokeError::UnknownService(_) => "service".to_owned(),
+            crate::invoke::InvokeError::BadRequest(request) => request.field.clone(),
+            crate::invoke::InvokeError::MissingData { keys, .. } => keys.join(","),
+        };
+        tracing::info!(service = %service_id, part = %crate::telemetry::escape_for_log(&part), "hook request refused");
+        tracing::debug!(error = %crate::telemetry::escape_for_log(&e.to_string()), "hook request refused");
         ApiError::from(e)
     })?;
     if !invocation.failures.is_empty() {

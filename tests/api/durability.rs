@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, cards, fixture_bytes, now, rule_id, spawn_app_at, temp_database_url,
+    ServiceProcess, TestApp, cards, fixture_bytes, now, rule_id, spawn_app_at, temp_database_url,
 };
 
 const PATIENT_VIEW: &str = "cramp-numbness-patient-view";
@@ -52,19 +52,7 @@ fn override_of(card: &Value, minute: u32, code: &str) -> Value {
 }
 
 async fn post_feedback(app: &TestApp, body: &Value) -> (u16, Value) {
-    let response = app
-        .http
-        .post(format!(
-            "{}/cds-services/{PATIENT_VIEW}/feedback",
-            app.address
-        ))
-        .header("Content-Type", "application/json")
-        .body(serde_json::to_vec(body).unwrap())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.post_feedback(PATIENT_VIEW, body).await
 }
 
 async fn ready_status(app: &TestApp) -> (u16, Value) {
@@ -267,68 +255,11 @@ async fn an_override_sent_while_another_process_holds_the_write_lock_is_stored_o
     );
 }
 
-/// The real binary, serving on a free port with its history in `database_url`.
-struct ServiceProcess {
-    child: std::process::Child,
-    base: String,
-}
-
-impl ServiceProcess {
-    async fn start(database_url: &str) -> ServiceProcess {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
-            .args([
-                "serve",
-                "--allow-unauthenticated",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env("CRAMP_CDS_STORE__DATABASE_URL", database_url)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..100 {
-            if client.get(format!("{base}/health")).send().await.is_ok() {
-                return ServiceProcess { child, base };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the service did not start");
-    }
-
-    async fn post(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[actix_web::test]
 async fn cards_answered_just_before_a_kill_9_still_take_feedback_and_snooze_their_rule() {
     let url = temp_database_url();
     let hook_path = format!("/cds-services/{PATIENT_VIEW}");
-    let mut service = ServiceProcess::start(&url).await;
+    let mut service = ServiceProcess::start_on(&url).await;
     let (status, body) = service
         .post(
             &hook_path,
@@ -345,7 +276,7 @@ async fn cards_answered_just_before_a_kill_9_still_take_feedback_and_snooze_thei
         .expect("the rule fires")
         .clone();
 
-    let service = ServiceProcess::start(&url).await;
+    let service = ServiceProcess::start_on(&url).await;
     let (status, body) = service
         .post(
             &format!("{hook_path}/feedback"),

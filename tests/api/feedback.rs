@@ -31,19 +31,7 @@ async fn databases() -> Vec<String> {
 }
 
 async fn post_feedback(app: &TestApp, body: &Value) -> (u16, Value) {
-    let response = app
-        .http
-        .post(format!(
-            "{}/cds-services/{PATIENT_VIEW}/feedback",
-            app.address
-        ))
-        .header("Content-Type", "application/json")
-        .body(serde_json::to_vec(body).unwrap())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.post_feedback(PATIENT_VIEW, body).await
 }
 
 async fn report(app: &TestApp) -> Value {
@@ -419,48 +407,24 @@ async fn two_instances_share_the_replay_cache_and_suppression_through_postgresql
         eprintln!("skipped: set CRAMP_CDS_TEST_POSTGRES_URL to run the PostgreSQL tests");
         return;
     };
-    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use crate::helpers::es384_token;
     let instance = |url: String| {
         crate::helpers::spawn_authenticated_app(move |s| {
             s.store.database_url = url;
             s.store.lookup_timeout_ms = 5_000;
             // Behind one load balancer both instances answer at the same public URL.
             s.server.public_base_url = Some("https://cds.example".to_owned());
-            s.auth.clients = vec![cramp_cds::auth::ClientSettings {
-                issuer: "https://ehr.example".to_owned(),
-                jwks_file: Some(format!(
-                    "{}/tests/keys/jwks.json",
-                    env!("CARGO_MANIFEST_DIR")
-                )),
-                jwks_url: None,
-                allowed_jku: vec![],
-                fhir_servers: vec![],
-                allow_http_fhir: false,
-                tenant: None,
-            }];
+            s.auth.clients = vec![crate::helpers::key_file_client("https://ehr.example")];
         })
     };
     let first = instance(url.clone()).await;
     let second = instance(url.clone()).await;
-    let key = EncodingKey::from_ec_pem(
-        &std::fs::read(format!(
-            "{}/tests/keys/es384-private.pem",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
     let token = |path: &str| {
-        let mut header = Header::new(Algorithm::ES384);
-        header.kid = Some("es384-test".into());
-        let iat = now().timestamp();
-        encode(
-            &header,
-            &json!({"iss": "https://ehr.example", "aud": format!("https://cds.example{path}"),
-            "iat": iat, "exp": iat + 300, "jti": uuid::Uuid::new_v4().to_string()}),
-            &key,
+        es384_token(
+            "https://ehr.example",
+            None,
+            &format!("https://cds.example{path}"),
         )
-        .unwrap()
     };
     let hook = |app: &TestApp, token: String| {
         app.http

@@ -283,3 +283,116 @@ async fn serve_fhir(request: HttpRequest, data: web::Data<FhirData>) -> HttpResp
         .content_type("application/fhir+json")
         .json(bundle)
 }
+
+/// A trusted client whose keys are the test JWK Set file (`tests/keys/jwks.json`).
+pub fn key_file_client(issuer: &str) -> cramp_cds::auth::ClientSettings {
+    cramp_cds::auth::ClientSettings {
+        issuer: issuer.to_owned(),
+        jwks_file: Some(format!(
+            "{}/tests/keys/jwks.json",
+            env!("CARGO_MANIFEST_DIR")
+        )),
+        jwks_url: None,
+        allowed_jku: vec![],
+        fhir_servers: vec![],
+        allow_http_fhir: false,
+        tenant: None,
+    }
+}
+
+/// A fresh ES384 CDS Hooks JWT from `issuer` (optionally for `tenant`) for the exact URL
+/// `audience`, issued at the fixture time, valid five minutes, signed with the test key.
+pub fn es384_token(issuer: &str, tenant: Option<&str>, audience: &str) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let key = EncodingKey::from_ec_pem(
+        &std::fs::read(format!(
+            "{}/tests/keys/es384-private.pem",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut header = Header::new(Algorithm::ES384);
+    header.kid = Some("es384-test".into());
+    let iat = now().timestamp();
+    let mut claims = json!({"iss": issuer, "aud": audience,
+        "iat": iat, "exp": iat + 300, "jti": uuid::Uuid::new_v4().to_string()});
+    if let Some(tenant) = tenant {
+        claims["tenant"] = json!(tenant);
+    }
+    encode(&header, &claims, &key).unwrap()
+}
+
+/// The real binary, serving on a free port with its history in `database_url`.
+pub struct ServiceProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl ServiceProcess {
+    pub async fn start_on(database_url: &str) -> ServiceProcess {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
+            .args([
+                "serve",
+                "--allow-unauthenticated",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("CRAMP_CDS_STORE__DATABASE_URL", database_url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if client.get(format!("{base}/health")).send().await.is_ok() {
+                return ServiceProcess { child, base };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the service did not start");
+    }
+
+    /// POSTs JSON to `path` and returns the status and the JSON body (null when none).
+    pub async fn post(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestApp {
+    /// POSTs feedback to a service and returns the status and the JSON body (null when none).
+    pub async fn post_feedback(&self, service: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/cds-services/{service}/feedback", self.address))
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}

@@ -1,12 +1,11 @@
 //! Operating the service: metrics, readiness, and graceful shutdown that
 //! flushes the card history.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{fixture_bytes, spawn_app, spawn_app_with, temp_database_url};
+use crate::helpers::{ServiceProcess, fixture_bytes, spawn_app, spawn_app_with, temp_database_url};
 
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
@@ -118,48 +117,19 @@ async fn readiness_fails_while_the_database_is_unreachable() {
 #[actix_web::test]
 async fn sigterm_drains_and_flushes_the_card_history() {
     let url = temp_database_url();
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
-        .args([
-            "serve",
-            "--allow-unauthenticated",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("CRAMP_CDS_STORE__DATABASE_URL", &url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/health")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the service started");
+    let mut service = ServiceProcess::start_on(&url).await;
     let mut issued = 0;
     for _ in 0..5 {
-        let response = client
-            .post(format!("{base}/cds-services/cramp-numbness-patient-view"))
-            .header("Content-Type", "application/json")
-            .body(fixture_bytes("cirrhosis-cramps.fire"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        issued += response.json::<Value>().await.unwrap()["cards"]
-            .as_array()
-            .unwrap()
-            .len();
+        let (status, body) = service
+            .post(
+                "/cds-services/cramp-numbness-patient-view",
+                fixture_bytes("cirrhosis-cramps.fire"),
+            )
+            .await;
+        assert_eq!(status, 200);
+        issued += body["cards"].as_array().unwrap().len();
     }
+    let child = &mut service.child;
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

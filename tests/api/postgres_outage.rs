@@ -8,10 +8,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use serde_json::json;
-
-use crate::helpers::{TestApp, fixture_bytes, now, spawn_authenticated_app};
+use crate::helpers::{
+    TestApp, es384_token, fixture_bytes, key_file_client, spawn_authenticated_app,
+};
 
 const PATIENT_VIEW: &str = "/cds-services/cramp-numbness-patient-view";
 const ISSUER: &str = "https://ehr.example";
@@ -122,41 +121,13 @@ async fn instance(url: String, policy: cramp_cds::store::ReplayOutagePolicy) -> 
         s.store.database_url = url;
         s.store.replay_on_outage = policy;
         s.server.public_base_url = Some("https://cds.example".to_owned());
-        s.auth.clients = vec![cramp_cds::auth::ClientSettings {
-            issuer: ISSUER.to_owned(),
-            jwks_file: Some(format!(
-                "{}/tests/keys/jwks.json",
-                env!("CARGO_MANIFEST_DIR")
-            )),
-            jwks_url: None,
-            allowed_jku: vec![],
-            fhir_servers: vec![],
-            allow_http_fhir: false,
-            tenant: None,
-        }];
+        s.auth.clients = vec![key_file_client(ISSUER)];
     })
     .await
 }
 
 fn token() -> String {
-    let key = EncodingKey::from_ec_pem(
-        &std::fs::read(format!(
-            "{}/tests/keys/es384-private.pem",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let mut header = Header::new(Algorithm::ES384);
-    header.kid = Some("es384-test".into());
-    let iat = now().timestamp();
-    encode(
-        &header,
-        &json!({"iss": ISSUER, "aud": format!("https://cds.example{PATIENT_VIEW}"),
-            "iat": iat, "exp": iat + 300, "jti": uuid::Uuid::new_v4().to_string()}),
-        &key,
-    )
-    .unwrap()
+    es384_token(ISSUER, None, &format!("https://cds.example{PATIENT_VIEW}"))
 }
 
 /// The status of a hook call with `token`, and how long it took.

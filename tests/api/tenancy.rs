@@ -3,11 +3,11 @@
 //! another's cards for a patient with the same id, and one client cannot send
 //! feedback about another's cards.
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, cards, fixture_bytes, now, rule_id, spawn_authenticated_app, temp_database_url,
+    TestApp, cards, es384_token, fixture_bytes, key_file_client, rule_id, spawn_authenticated_app,
+    temp_database_url,
 };
 
 const PATIENT_VIEW: &str = "cramp-numbness-patient-view";
@@ -15,50 +15,19 @@ const EHR_A: &str = "https://ehr-a.example";
 const EHR_B: &str = "https://ehr-b.example";
 const RULE: &str = "diuretic-low-magnesium";
 
-fn client(issuer: &str) -> cramp_cds::auth::ClientSettings {
-    cramp_cds::auth::ClientSettings {
-        issuer: issuer.to_owned(),
-        jwks_file: Some(format!(
-            "{}/tests/keys/jwks.json",
-            env!("CARGO_MANIFEST_DIR")
-        )),
-        jwks_url: None,
-        allowed_jku: vec![],
-        fhir_servers: vec![],
-        allow_http_fhir: false,
-        tenant: None,
-    }
-}
-
 async fn app() -> TestApp {
     let url = temp_database_url();
     spawn_authenticated_app(move |s| {
         s.store.database_url = url;
         s.store.lookup_timeout_ms = 5_000;
         s.server.public_base_url = Some("https://cds.example".to_owned());
-        s.auth.clients = vec![client(EHR_A), client(EHR_B)];
+        s.auth.clients = vec![key_file_client(EHR_A), key_file_client(EHR_B)];
     })
     .await
 }
 
 fn token(issuer: &str, tenant: Option<&str>, path: &str) -> String {
-    let key = EncodingKey::from_ec_pem(
-        &std::fs::read(format!(
-            "{}/tests/keys/es384-private.pem",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let mut header = Header::new(Algorithm::ES384);
-    header.kid = Some("es384-test".into());
-    let iat = now().timestamp();
-    let mut claims = json!({"iss": issuer, "aud": format!("https://cds.example{path}"),
-        "iat": iat, "exp": iat + 300, "jti": uuid::Uuid::new_v4().to_string()});
-    if let Some(tenant) = tenant {
-        claims["tenant"] = json!(tenant);
-    }
-    encode(&header, &claims, &key).unwrap()
+    es384_token(issuer, tenant, &format!("https://cds.example{path}"))
 }
 
 async fn hook(app: &TestApp, issuer: &str, tenant: Option<&str>) -> Value {

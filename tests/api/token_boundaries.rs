@@ -183,18 +183,7 @@ async fn app_with_key_file() -> TestApp {
 }
 
 fn file_client() -> ClientSettings {
-    ClientSettings {
-        issuer: ISSUER.to_owned(),
-        jwks_file: Some(format!(
-            "{}/tests/keys/jwks.json",
-            env!("CARGO_MANIFEST_DIR")
-        )),
-        jwks_url: None,
-        allowed_jku: vec![],
-        fhir_servers: vec![],
-        allow_http_fhir: false,
-        tenant: None,
-    }
+    crate::helpers::key_file_client(ISSUER)
 }
 
 /// The status of a discovery call with `token`.

@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::auth::fhir_access::is_under;
+
 /// Settings for FHIR server access.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -72,7 +74,8 @@ impl FhirClient {
     }
 
     /// Resolves a relative template URL (or an absolute link) against the server base,
-    /// refusing anything outside it.
+    /// refusing anything not under it by [`is_under`] once resolved (so `..` segments are
+    /// applied first, and `/fhirX` is not under `/fhir`).
     pub fn resolve(base: &Url, target: &str) -> Result<Url, FetchError> {
         let mut base_dir = base.clone();
         if !base_dir.path().ends_with('/') {
@@ -81,14 +84,7 @@ impl FhirClient {
         let url = base_dir
             .join(target)
             .map_err(|_| FetchError::OutsideServer(target.to_owned()))?;
-        let same_origin = url.scheme() == base_dir.scheme()
-            && url.host_str() == base_dir.host_str()
-            && url.port_or_known_default() == base_dir.port_or_known_default();
-        if !same_origin
-            || !url
-                .path()
-                .starts_with(base_dir.path().trim_end_matches('/'))
-        {
+        if !is_under(&url, base) {
             return Err(FetchError::OutsideServer(target.to_owned()));
         }
         Ok(url)
@@ -187,5 +183,26 @@ mod tests {
         assert!(FhirClient::resolve(&base, "https://evil.example/fhir/Condition").is_err());
         assert!(FhirClient::resolve(&base, "https://ehr.example/other/Condition").is_err());
         assert!(FhirClient::resolve(&base, "https://ehr.example/fhir/Condition?page=2").is_ok());
+    }
+
+    #[test]
+    fn a_link_to_a_sibling_of_the_base_path_or_up_out_of_it_is_refused() {
+        let base = Url::parse("https://ehr.example/fhir").unwrap();
+        for target in [
+            "https://ehr.example/fhirX/Observation",
+            "/fhirX/Observation",
+            "../fhirX/Observation",
+            "Patient/../../r4-evil/steal",
+            "Patient/%2e%2e/%2e%2e/r4-evil",
+            "Patient/..%2f..%2fadmin",
+            "//evil.example/fhir/Patient",
+        ] {
+            assert!(FhirClient::resolve(&base, target).is_err(), "{target}");
+        }
+        let url = FhirClient::resolve(&base, "Patient/../Observation?patient=1").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://ehr.example/fhir/Observation?patient=1"
+        );
     }
 }

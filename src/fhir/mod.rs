@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use futures::future::join_all;
 
 use crate::auth::FhirAccess;
-use crate::hooks::template::TokenValues;
+use crate::hooks::template::{RenderError, TokenValues};
 use crate::hooks::{Hook, HookCall, RequestError};
 use crate::knowledge::services::Service;
 use documents::{Document, add_document, add_draft_orders};
@@ -56,7 +56,7 @@ pub async fn gather(
     client: &FhirClient,
     access: &FhirAccess,
 ) -> Result<PatientRecord, GatherError> {
-    let mut record = PatientRecord::new(call.context.patient_id.clone());
+    let mut record = PatientRecord::new(call.context.patient_id.as_str());
     let values = TokenValues {
         user_id: Some(&call.context.user_id),
         patient_id: Some(&call.context.patient_id),
@@ -67,39 +67,46 @@ pub async fn gather(
         let needed = needed_types.contains(template.resource_type.as_str());
         let sent = call.prefetch.iter().find(|(k, _)| k == key).map(|(_, v)| v);
         let location = format!("prefetch.{key}");
+        let render = || template.render(&values);
         let (refetch, next_page_only) = match sent {
             Some(raw) => match add_document(&mut record, raw.get().as_bytes(), &location) {
                 Document::Null | Document::Resources { next: None, .. } => (None, false),
                 Document::Resources {
                     next: Some(next), ..
-                } => (Some(Some(next)), true),
+                } => (Some(Ok(next)), true),
                 Document::OperationOutcome(text) => {
                     tracing::debug!(key = %key, outcome = %text, "prefetch key holds an OperationOutcome");
-                    (Some(template.render(&values)), false)
+                    (Some(render()), false)
                 }
                 Document::Unreadable(problem) => {
                     record.add_issue(&location, problem);
-                    (Some(template.render(&values)), false)
+                    (Some(render()), false)
                 }
             },
-            None => (Some(template.render(&values)), false),
+            None => (Some(render()), false),
         };
         match refetch {
             None => {}
-            Some(Some(target)) => pending.push(PendingFetch {
+            Some(Ok(target)) => pending.push(PendingFetch {
                 key: key.clone(),
                 target,
                 needed,
                 next_page_only,
             }),
-            Some(None) if needed => {
+            Some(Err(RenderError::NotAnId { field, reason })) => {
+                // Parsing the request already refuses such values; this is the second guard.
+                return Err(GatherError::BadRequest(RequestError::new(
+                    field,
+                    reason.to_string(),
+                )));
+            }
+            Some(Err(missing @ RenderError::Missing { .. })) if needed => {
                 return Err(GatherError::MissingData {
                     keys: vec![key.clone()],
-                    reason: "its template needs a context field the request did not send"
-                        .to_owned(),
+                    reason: missing.to_string(),
                 });
             }
-            Some(None) => {}
+            Some(Err(RenderError::Missing { .. })) => {}
         }
     }
     let server = match &call.fhir_server {

@@ -8,6 +8,7 @@ mod errors;
 mod fallback;
 mod feedback;
 mod helpers;
+mod input_bounds;
 mod invocation;
 mod operations;
 mod prefetch;

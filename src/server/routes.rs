@@ -158,12 +158,11 @@ pub async fn feedback(
 ) -> Result<HttpResponse, ApiError> {
     let service_id = path.into_inner();
     let (_, body) = accept_service_request(&state, &request, &service_id, payload).await?;
-    let entries = crate::hooks::feedback::parse_feedback(&body, &service_id).map_err(|e| {
-        ApiError::BadRequest {
+    let entries = crate::hooks::feedback::parse_feedback(&body, &service_id, state.clock.now())
+        .map_err(|e| ApiError::BadRequest {
             field: e.field,
             message: e.message,
-        }
-    })?;
+        })?;
     let history = state.service.history().ok_or(ApiError::Internal)?;
     let unknown = history
         .store_feedback(&entries, state.clock.now())

@@ -78,3 +78,176 @@ async fn a_next_link_to_a_sibling_of_the_base_path_is_not_followed() {
         "{outcome}"
     );
 }
+
+// 7 and 11: feedback and hook requests are bounded when parsed.
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+async fn post_feedback(app: &TestApp, body: &Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!(
+            "{}/cds-services/{PATIENT_VIEW}/feedback",
+            app.address
+        ))
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(body).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn an_override() -> Value {
+    json!({"card": "4e0a3a1e-3283-4575-ab82-028d55fe2719", "outcome": "overridden",
+        "outcomeTimestamp": "2026-11-01T12:00:00Z",
+        "overrideReason": {"reason": {"system": "https://cramp-cds.org/fhir/CodeSystem/override-reason",
+                                      "code": "patient-declined", "display": "Patient declined"},
+                           "userComment": "Discussed with the patient"}})
+}
+
+fn an_acceptance(suggestions: usize, id_length: usize) -> Value {
+    let ids: Vec<Value> = (0..suggestions)
+        .map(|_| json!({"id": "s".repeat(id_length)}))
+        .collect();
+    json!({"card": "4e0a3a1e-3283-4575-ab82-028d55fe2719", "outcome": "accepted",
+        "outcomeTimestamp": "2026-11-01T12:00:00Z", "acceptedSuggestions": ids})
+}
+
+#[actix_web::test]
+async fn feedback_with_more_than_a_hundred_entries_is_a_400_naming_feedback_and_the_limit() {
+    let app = spawn_app_with(|_| {}).await;
+    let at_the_limit: Vec<Value> = (0..100).map(|_| an_override()).collect();
+    let (status, body) = post_feedback(&app, &json!({ "feedback": at_the_limit })).await;
+    assert_eq!(status, 200, "{body}");
+    let over: Vec<Value> = (0..101).map(|_| an_override()).collect();
+    let (status, outcome) = post_feedback(&app, &json!({ "feedback": over })).await;
+    assert_eq!(status, 400, "{outcome}");
+    assert_eq!(expression(&outcome), "feedback");
+    assert!(diagnostics(&outcome).contains("100"), "{outcome}");
+}
+
+#[actix_web::test]
+async fn oversized_feedback_fields_are_a_400_naming_the_field_and_the_limit() {
+    let app = spawn_app_with(|_| {}).await;
+    let with = |path: &[&str], value: Value| {
+        let mut entry = an_override();
+        let mut at = &mut entry;
+        for key in &path[..path.len() - 1] {
+            at = &mut at[*key];
+        }
+        at[path[path.len() - 1]] = value;
+        entry
+    };
+    let cases = [
+        (
+            with(&["card"], json!("c".repeat(129))),
+            "feedback[0].card",
+            "128",
+        ),
+        (
+            with(&["overrideReason", "userComment"], json!("x".repeat(4001))),
+            "feedback[0].overrideReason.userComment",
+            "4000",
+        ),
+        (
+            with(
+                &["overrideReason", "reason", "code"],
+                json!("c".repeat(257)),
+            ),
+            "feedback[0].overrideReason.reason.code",
+            "256",
+        ),
+        (
+            with(
+                &["overrideReason", "reason", "system"],
+                json!("s".repeat(513)),
+            ),
+            "feedback[0].overrideReason.reason.system",
+            "512",
+        ),
+        (
+            with(
+                &["overrideReason", "reason", "display"],
+                json!("d".repeat(513)),
+            ),
+            "feedback[0].overrideReason.reason.display",
+            "512",
+        ),
+        (
+            an_acceptance(51, 36),
+            "feedback[0].acceptedSuggestions",
+            "50",
+        ),
+        (
+            an_acceptance(1, 129),
+            "feedback[0].acceptedSuggestions[0].id",
+            "128",
+        ),
+    ];
+    for (entry, field, limit) in cases {
+        let (status, outcome) = post_feedback(&app, &json!({ "feedback": [entry] })).await;
+        assert_eq!(status, 400, "{field}: {outcome}");
+        assert_eq!(expression(&outcome), field, "{outcome}");
+        assert!(diagnostics(&outcome).contains(limit), "{outcome}");
+    }
+    let (status, body) = post_feedback(&app, &json!({"feedback": [an_acceptance(50, 128)]})).await;
+    assert_eq!(status, 200, "entries at the limits are stored: {body}");
+}
+
+#[actix_web::test]
+async fn feedback_timestamped_more_than_five_minutes_ahead_is_a_400_naming_the_field() {
+    // The app's clock is fixed at 2026-11-01T12:00:00Z.
+    let app = spawn_app_with(|_| {}).await;
+    let mut entry = an_override();
+    entry["outcomeTimestamp"] = json!("2026-11-01T12:05:00Z");
+    let (status, body) = post_feedback(&app, &json!({ "feedback": [entry.clone()] })).await;
+    assert_eq!(status, 200, "five minutes of clock skew is fine: {body}");
+    entry["outcomeTimestamp"] = json!("2036-11-01T12:00:00Z");
+    let (status, outcome) = post_feedback(&app, &json!({ "feedback": [entry] })).await;
+    assert_eq!(status, 400, "{outcome}");
+    assert_eq!(expression(&outcome), "feedback[0].outcomeTimestamp");
+    assert!(diagnostics(&outcome).contains("5 minutes"), "{outcome}");
+}
+
+#[actix_web::test]
+async fn oversized_hook_request_fields_are_a_400_naming_the_field() {
+    let app = spawn_app_with(|_| {}).await;
+    let cases = [
+        ("hookInstance", None, json!("h".repeat(129)), "128"),
+        (
+            "context.userId",
+            Some("userId"),
+            json!(format!("Practitioner/{}", "1".repeat(65))),
+            "64",
+        ),
+        (
+            "context.patientId",
+            Some("patientId"),
+            json!("p".repeat(65)),
+            "64",
+        ),
+        (
+            "context.encounterId",
+            Some("encounterId"),
+            json!("e".repeat(65)),
+            "64",
+        ),
+    ];
+    for (field, context_key, value, limit) in cases {
+        let mut request = fixture(FIXTURE);
+        match context_key {
+            Some(key) => request["context"][key] = value,
+            None => request["hookInstance"] = value,
+        }
+        let response = app
+            .post_hook(PATIENT_VIEW, serde_json::to_vec(&request).unwrap())
+            .await;
+        let status = response.status().as_u16();
+        let outcome: Value = response.json().await.unwrap();
+        assert_eq!(status, 400, "{field}: {outcome}");
+        assert_eq!(expression(&outcome), field, "{outcome}");
+        assert!(diagnostics(&outcome).contains(limit), "{outcome}");
+    }
+}

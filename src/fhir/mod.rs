@@ -176,12 +176,13 @@ async fn fetch_pending(
             reason: "they were not prefetched, and the request has no fhirServer and fhirAuthorization the service may use to fetch them".to_owned(),
         });
     };
+    let budget = client.budget();
     let fetches = pending
         .iter()
-        .map(|p| client.fetch_all(server, &p.target, &authorization.access_token));
+        .map(|p| client.fetch_all(server, &p.target, &authorization.access_token, &budget));
     let results = join_all(fetches).await;
     let mut failed = Vec::new();
-    let mut reasons = Vec::new();
+    let mut reasons: Vec<(String, Vec<String>)> = Vec::new();
     for (fetch, result) in pending.iter().zip(results) {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         crate::metrics::METRICS
@@ -203,7 +204,11 @@ async fn fetch_pending(
                 tracing::warn!(key = %fetch.key, %error, "FHIR server fetch failed");
                 if fetch.needed && !fetch.next_page_only {
                     failed.push(fetch.key.clone());
-                    reasons.push(error.to_string());
+                    let reason = error.to_string();
+                    match reasons.iter_mut().find(|(r, _)| *r == reason) {
+                        Some((_, keys)) => keys.push(fetch.key.clone()),
+                        None => reasons.push((reason, vec![fetch.key.clone()])),
+                    }
                 } else {
                     record.add_issue(format!("fetched.{}", fetch.key), error.to_string());
                 }
@@ -211,12 +216,19 @@ async fn fetch_pending(
         }
     }
     if failed.is_empty() {
-        Ok(())
-    } else {
-        reasons.dedup();
-        Err(GatherError::MissingData {
-            keys: failed,
-            reason: reasons.join("; "),
-        })
+        return Ok(());
     }
+    // One reason for all keys reads as before; different reasons say which key had which.
+    let reason = match reasons.as_slice() {
+        [(reason, _)] => reason.clone(),
+        _ => reasons
+            .iter()
+            .map(|(reason, keys)| format!("{}: {reason}", keys.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    Err(GatherError::MissingData {
+        keys: failed,
+        reason,
+    })
 }

@@ -251,3 +251,127 @@ async fn oversized_hook_request_fields_are_a_400_naming_the_field() {
         assert!(diagnostics(&outcome).contains(limit), "{outcome}");
     }
 }
+
+// 5: FHIR responses are read within bounds.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use actix_web::web::Bytes;
+use cramp_cds::config::Settings;
+
+/// The app, allowed (in trial mode) to call `fhir_base`, with settings changed by `configure`.
+async fn app_calling(fhir_base: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let base = fhir_base.to_owned();
+    spawn_app_with(move |s| {
+        s.auth.trial_fhir_servers = vec![base];
+        configure(s);
+    })
+    .await
+}
+
+/// Posts the fixture without its prefetch, so every key is fetched from `fhir_base`; returns
+/// the status, the body and how long the answer took.
+async fn hook_fetching_from(app: &TestApp, fhir_base: &str) -> (u16, Value, Duration) {
+    let body = request_without_prefetch(FIXTURE, fhir_base);
+    let started = Instant::now();
+    let response = app
+        .post_hook(PATIENT_VIEW, serde_json::to_vec(&body).unwrap())
+        .await;
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body, started.elapsed())
+}
+
+/// A searchset Bundle of about `size` bytes (its padding is in `id`).
+fn bundle_of_size(size: usize) -> String {
+    let head = r#"{"resourceType":"Bundle","type":"searchset","entry":[],"id":""#;
+    let tail = r#""}"#;
+    format!(
+        "{head}{}{tail}",
+        "a".repeat(size.saturating_sub(head.len() + tail.len()))
+    )
+}
+
+/// A FHIR server on a raw socket that answers every request with headers declaring
+/// `declared` body bytes, then sends none of them.
+fn fhir_server_declaring_a_body_it_never_sends(declared: u64) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/fhir", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut socket in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 8192];
+                let _ = socket.read(&mut buffer);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: {declared}\r\n\r\n"
+                );
+                let _ = socket.write_all(head.as_bytes());
+                std::thread::sleep(Duration::from_secs(30));
+            });
+        }
+    });
+    base
+}
+
+#[actix_web::test]
+async fn a_fhir_response_streamed_past_max_response_bytes_is_a_412_naming_the_key_and_the_limit() {
+    // 1 MiB in 16 KiB chunks, with no Content-Length: only counting while reading can stop it.
+    let fhir = FhirTestServer::scripted(|_: HttpRequest, _: String| async move {
+        let body = bundle_of_size(1024 * 1024).into_bytes();
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .chunks(16 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        HttpResponse::Ok()
+            .content_type("application/fhir+json")
+            .streaming(futures::stream::iter(chunks))
+    })
+    .await;
+    let app = app_calling(&fhir.base_url, |s| s.fhir.max_response_bytes = 64 * 1024).await;
+    let (status, outcome, _) = hook_fetching_from(&app, &fhir.base_url).await;
+    assert_eq!(status, 412, "{outcome}");
+    let diagnostics = diagnostics(&outcome);
+    assert!(diagnostics.contains("observations"), "{diagnostics}");
+    assert!(
+        diagnostics.contains("fhir.max_response_bytes") && diagnostics.contains("65536 bytes"),
+        "{diagnostics}"
+    );
+}
+
+#[actix_web::test]
+async fn a_declared_content_length_over_the_cap_is_refused_without_waiting_for_the_body() {
+    let base = fhir_server_declaring_a_body_it_never_sends(200 * 1024 * 1024);
+    let app = app_calling(&base, |s| s.fhir.timeout_ms = 8_000).await;
+    let (status, outcome, took) = hook_fetching_from(&app, &base).await;
+    assert_eq!(status, 412, "{outcome}");
+    let diagnostics = diagnostics(&outcome);
+    assert!(
+        diagnostics.contains("fhir.max_response_bytes") && diagnostics.contains("4194304 bytes"),
+        "{diagnostics}"
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+}
+
+#[actix_web::test]
+async fn fhir_responses_over_max_total_bytes_together_are_a_412_naming_the_limit() {
+    let fhir = FhirTestServer::scripted(|_: HttpRequest, _: String| async move {
+        HttpResponse::Ok()
+            .content_type("application/fhir+json")
+            .body(bundle_of_size(40 * 1024))
+    })
+    .await;
+    // Five keys of 40 KiB each: every response is under its cap, all of them are not.
+    let app = app_calling(&fhir.base_url, |s| {
+        s.fhir.max_response_bytes = 64 * 1024;
+        s.fhir.max_total_bytes = 100 * 1024;
+    })
+    .await;
+    let (status, outcome, _) = hook_fetching_from(&app, &fhir.base_url).await;
+    assert_eq!(status, 412, "{outcome}");
+    let diagnostics = diagnostics(&outcome);
+    assert!(
+        diagnostics.contains("fhir.max_total_bytes") && diagnostics.contains("102400 bytes"),
+        "{diagnostics}"
+    );
+}

@@ -9,13 +9,15 @@
 //!
 //! What one hook request may read is bounded by a [`FetchBudget`]: each response
 //! is read chunk by chunk up to `fhir.max_response_bytes` (a larger declared
-//! `Content-Length` is refused before any of the body is read), and all responses
-//! of the request together up to `fhir.max_total_bytes`.
+//! `Content-Length` is refused before any of the body is read), all responses
+//! of the request together up to `fhir.max_total_bytes`, and every page of every
+//! key must be in by `fhir.deadline_ms` after the fetching started.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::time::Instant;
 use url::Url;
 
 use crate::auth::fhir_access::is_under;
@@ -32,6 +34,9 @@ pub struct FhirClientSettings {
     pub max_response_bytes: usize,
     /// Most bytes read from the FHIR server for one hook request, all keys and pages together.
     pub max_total_bytes: usize,
+    /// Time allowed for all fetches of one hook request (every page of every key), in
+    /// milliseconds; keys not fetched by then fail.
+    pub deadline_ms: u64,
 }
 
 impl Default for FhirClientSettings {
@@ -41,6 +46,7 @@ impl Default for FhirClientSettings {
             max_pages: 10,
             max_response_bytes: 4 * 1024 * 1024,
             max_total_bytes: 16 * 1024 * 1024,
+            deadline_ms: 4_000,
         }
     }
 }
@@ -69,22 +75,29 @@ pub enum FetchError {
         "the responses to this hook request exceeded the limit fhir.max_total_bytes ({0} bytes); the rest was not read"
     )]
     TotalTooLarge(usize),
+    /// The fetch deadline `fhir.deadline_ms` (in milliseconds) passed first.
+    #[error("the fetch deadline fhir.deadline_ms ({0} ms) passed before it was read")]
+    DeadlinePassed(u64),
 }
 
-/// What one hook request may still read from the FHIR server, shared by the fetches of all
-/// its prefetch keys.
+/// What one hook request may still read from the FHIR server, and until when, shared by
+/// the fetches of all its prefetch keys.
 #[derive(Debug)]
 pub struct FetchBudget {
     max_total_bytes: usize,
     used_bytes: AtomicUsize,
+    deadline: Instant,
+    deadline_ms: u64,
 }
 
 impl FetchBudget {
-    /// A budget of `max_total_bytes`, none of it used.
-    pub fn new(max_total_bytes: usize) -> FetchBudget {
+    /// A budget of `max_total_bytes`, none of it used, that ends `deadline_ms` after `start`.
+    pub fn new(max_total_bytes: usize, start: Instant, deadline_ms: u64) -> FetchBudget {
         FetchBudget {
             max_total_bytes,
             used_bytes: AtomicUsize::new(0),
+            deadline: start + Duration::from_millis(deadline_ms),
+            deadline_ms,
         }
     }
 
@@ -144,14 +157,33 @@ impl FhirClient {
         Ok(url)
     }
 
-    /// A fresh budget for one hook request, from these settings.
+    /// A fresh budget for one hook request, from these settings, starting now.
     pub fn budget(&self) -> FetchBudget {
-        FetchBudget::new(self.settings.max_total_bytes)
+        FetchBudget::new(
+            self.settings.max_total_bytes,
+            Instant::now(),
+            self.settings.deadline_ms,
+        )
     }
 
     /// GETs `target` (relative to `base`, or an absolute link under it) and follows `next`
-    /// links, returning every page's body, within `budget`.
+    /// links, returning every page's body, within `budget` and before its deadline.
     pub async fn fetch_all(
+        &self,
+        base: &Url,
+        target: &str,
+        access_token: &str,
+        budget: &FetchBudget,
+    ) -> Result<Vec<Page>, FetchError> {
+        tokio::time::timeout_at(
+            budget.deadline,
+            self.fetch_pages(base, target, access_token, budget),
+        )
+        .await
+        .unwrap_or(Err(FetchError::DeadlinePassed(budget.deadline_ms)))
+    }
+
+    async fn fetch_pages(
         &self,
         base: &Url,
         target: &str,
@@ -269,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_budget_counts_bytes_across_responses_and_refuses_past_its_total() {
-        let budget = FetchBudget::new(100);
+        let budget = FetchBudget::new(100, Instant::now(), 1_000);
         assert!(budget.fits(100));
         assert!(budget.take(60).is_ok());
         assert!(!budget.fits(41));

@@ -375,3 +375,123 @@ async fn fhir_responses_over_max_total_bytes_together_are_a_412_naming_the_limit
         "{diagnostics}"
     );
 }
+
+// 6: nothing is held open without bound.
+
+use std::net::TcpStream;
+
+/// Sends `bytes` to the app on a raw connection and keeps it open, waiting up to `wait` for
+/// the server to answer or close. Returns what came back and when the first of it (or the
+/// close) arrived; `None` when nothing happened within `wait`.
+async fn send_and_wait(
+    app: &TestApp,
+    bytes: Vec<u8>,
+    wait: Duration,
+) -> Option<(String, Duration)> {
+    let address = app.address.trim_start_matches("http://").to_owned();
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream.write_all(&bytes).unwrap();
+        let started = Instant::now();
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let mut buffer = [0u8; 4096];
+        let first = match stream.read(&mut buffer) {
+            Ok(n) => n,
+            Err(_) => return None,
+        };
+        let answered_after = started.elapsed();
+        let mut answer = buffer[..first].to_vec();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        Some((
+            String::from_utf8_lossy(&answer).into_owned(),
+            answered_after,
+        ))
+    })
+    .await
+    .unwrap()
+}
+
+/// A FHIR server whose every page takes `delay` and always links to one more.
+async fn fhir_server_with_endless_slow_pages(delay: Duration) -> FhirTestServer {
+    FhirTestServer::scripted(move |request: HttpRequest, base: String| async move {
+        actix_web::rt::time::sleep(delay).await;
+        let path = request.path().trim_start_matches("/fhir/").to_owned();
+        let page: usize = request
+            .query_string()
+            .split('&')
+            .find_map(|p| p.strip_prefix("_page="))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1);
+        HttpResponse::Ok()
+            .content_type("application/fhir+json")
+            .json(json!({"resourceType": "Bundle", "type": "searchset", "entry": [],
+                "link": [{"relation": "next", "url": format!("{base}/{path}?patient=pat-1&_page={}", page + 1)}]}))
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn a_body_that_stalls_after_its_headers_is_answered_408_within_the_body_timeout() {
+    let app = spawn_app_with(|s| s.server.body_timeout_ms = 1_000).await;
+    let request = format!(
+        "POST /cds-services/{PATIENT_VIEW} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{{\"hook\":\"p"
+    );
+    let answer = send_and_wait(&app, request.into_bytes(), Duration::from_secs(8)).await;
+    let (answer, after) = answer.expect("the server answers or closes within 8 s");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("OperationOutcome"), "{answer}");
+    assert!(answer.contains("server.body_timeout_ms"), "{answer}");
+    assert!(after < Duration::from_secs(5), "answered after {after:?}");
+}
+
+#[actix_web::test]
+async fn headers_that_stall_are_cut_off_within_the_configured_header_timeout() {
+    let app = spawn_app_with(|s| s.server.header_timeout_ms = 500).await;
+    let request = format!("POST /cds-services/{PATIENT_VIEW} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    let answer = send_and_wait(&app, request.into_bytes(), Duration::from_secs(8)).await;
+    let (answer, after) = answer.expect("the server answers or closes within 8 s");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    // actix-web's own default is 5 s; the configured 0.5 s must be what applies.
+    assert!(after < Duration::from_secs(3), "answered after {after:?}");
+}
+
+#[actix_web::test]
+async fn a_fhir_fallback_with_slow_pages_is_a_412_once_the_fetch_deadline_passes() {
+    let fhir = fhir_server_with_endless_slow_pages(Duration::from_secs(1)).await;
+    let app = app_calling(&fhir.base_url, |s| s.fhir.deadline_ms = 1_500).await;
+    let (status, outcome, took) = hook_fetching_from(&app, &fhir.base_url).await;
+    assert_eq!(status, 412, "{outcome}");
+    let diagnostics = diagnostics(&outcome);
+    assert!(diagnostics.contains("fhir.deadline_ms"), "{diagnostics}");
+    assert!(diagnostics.contains("1500 ms"), "{diagnostics}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[actix_web::test]
+async fn a_hook_still_unanswered_at_the_hook_deadline_is_a_503() {
+    let fhir = fhir_server_with_endless_slow_pages(Duration::from_secs(1)).await;
+    let app = app_calling(&fhir.base_url, |s| {
+        s.fhir.deadline_ms = 60_000;
+        s.server.hook_deadline_ms = 1_000;
+    })
+    .await;
+    let (status, outcome, took) = hook_fetching_from(&app, &fhir.base_url).await;
+    assert_eq!(status, 503, "{outcome}");
+    assert!(
+        diagnostics(&outcome).contains("server.hook_deadline_ms"),
+        "{outcome}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}

@@ -495,3 +495,50 @@ async fn a_hook_still_unanswered_at_the_hook_deadline_is_a_503() {
     );
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
+
+// 17: reports do not carry formulas or control characters through.
+
+use crate::helpers::{cards, fixture_bytes, rule_id};
+
+const ADMIN_TOKEN: &str = "test-admin-token";
+
+#[actix_web::test]
+async fn override_reasons_are_neutralised_in_the_csv_and_text_reports() {
+    let app = spawn_app_with(|s| s.admin.token = Some(ADMIN_TOKEN.to_owned())).await;
+    let response = app.post_hook(PATIENT_VIEW, fixture_bytes(FIXTURE)).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let card = cards(&body)
+        .iter()
+        .find(|c| rule_id(c) == "diuretic-low-magnesium")
+        .unwrap()
+        .clone();
+    let mut entry = an_override();
+    entry["card"] = card["uuid"].clone();
+    entry["overrideReason"]["reason"]["display"] =
+        json!("=HYPERLINK(\"https://evil.example\",\"\u{1b}[31mclick\")");
+    let (status, body) = post_feedback(&app, &json!({ "feedback": [entry] })).await;
+    assert_eq!(status, 200, "{body}");
+
+    let report = |format: &'static str| {
+        let request = app
+            .http
+            .get(format!("{}/admin/report?format={format}", app.address))
+            .header("Authorization", format!("Bearer {ADMIN_TOKEN}"));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let csv = report("csv").await;
+    let row = csv
+        .lines()
+        .find(|l| l.contains("diuretic-low-magnesium"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    assert!(
+        row.ends_with(
+            ",\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"\\u{1b}[31mclick\"\") (1)\""
+        ),
+        "{row}"
+    );
+    let text = report("text").await;
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(text.contains("\\u{1b}[31mclick"), "{text}");
+}

@@ -67,7 +67,7 @@ pub enum FetchError {
     #[error("more than {0} pages; the rest was not read")]
     TooManyPages(usize),
     /// One response is larger than `fhir.max_response_bytes` (the limit, in bytes).
-    #[error("a response exceeded the limit fhir.max_response_bytes ({0} bytes); it was not read")]
+    #[error("a response exceeded the limit fhir.max_response_bytes ({0} bytes) and was dropped")]
     ResponseTooLarge(usize),
     /// The responses of one hook request together are larger than `fhir.max_total_bytes`
     /// (the limit, in bytes).

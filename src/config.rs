@@ -52,6 +52,18 @@ pub struct ServerSettings {
     pub bind: String,
     /// Largest accepted request body in bytes (larger ones get 413).
     pub max_body_bytes: usize,
+    /// Time allowed to receive a request body once its headers are in, in milliseconds
+    /// (a body still incomplete then gets 408).
+    pub body_timeout_ms: u64,
+    /// Time allowed to receive a request's headers, in milliseconds (actix-web's
+    /// `client_request_timeout`; slower clients get 408).
+    pub header_timeout_ms: u64,
+    /// Time allowed for a connection's shutdown, in milliseconds (actix-web's
+    /// `client_disconnect_timeout`).
+    pub disconnect_timeout_ms: u64,
+    /// Time allowed to answer a hook invocation, from its first byte to its cards, in
+    /// milliseconds (slower ones get 503).
+    pub hook_deadline_ms: u64,
     /// Worker threads; the number of cores when unset.
     pub workers: Option<usize>,
     /// Origins allowed by CORS; `["*"]` allows any.
@@ -77,6 +89,10 @@ impl Default for ServerSettings {
         ServerSettings {
             bind: "127.0.0.1:8080".to_owned(),
             max_body_bytes: 10 * 1024 * 1024,
+            body_timeout_ms: 10_000,
+            header_timeout_ms: 5_000,
+            disconnect_timeout_ms: 1_000,
+            hook_deadline_ms: 30_000,
             workers: None,
             allowed_origins: vec!["*".to_owned()],
             public_base_url: None,

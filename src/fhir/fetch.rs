@@ -6,11 +6,21 @@
 //! `Accept: application/fhir+json`, a timeout, no redirects, and `next` links
 //! followed up to a bound, but only while they stay under the FHIR server's
 //! base URL. The access token is never logged.
+//!
+//! What one hook request may read is bounded by a [`FetchBudget`]: each response
+//! is read chunk by chunk up to `fhir.max_response_bytes` (a larger declared
+//! `Content-Length` is refused before any of the body is read), all responses
+//! of the request together up to `fhir.max_total_bytes`, and every page of every
+//! key must be in by `fhir.deadline_ms` after the fetching started.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::time::Instant;
 use url::Url;
+
+use crate::auth::fhir_access::is_under;
 
 /// Settings for FHIR server access.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -20,6 +30,13 @@ pub struct FhirClientSettings {
     pub timeout_ms: u64,
     /// Most pages read per prefetch key (the first page included).
     pub max_pages: usize,
+    /// Largest body of one FHIR response, in bytes; a larger one fails its prefetch key.
+    pub max_response_bytes: usize,
+    /// Most bytes read from the FHIR server for one hook request, all keys and pages together.
+    pub max_total_bytes: usize,
+    /// Time allowed for all fetches of one hook request (every page of every key), in
+    /// milliseconds; keys not fetched by then fail.
+    pub deadline_ms: u64,
 }
 
 impl Default for FhirClientSettings {
@@ -27,6 +44,9 @@ impl Default for FhirClientSettings {
         FhirClientSettings {
             timeout_ms: 5_000,
             max_pages: 10,
+            max_response_bytes: 4 * 1024 * 1024,
+            max_total_bytes: 16 * 1024 * 1024,
+            deadline_ms: 4_000,
         }
     }
 }
@@ -46,6 +66,55 @@ pub enum FetchError {
     /// The pagination bound was reached.
     #[error("more than {0} pages; the rest was not read")]
     TooManyPages(usize),
+    /// One response is larger than `fhir.max_response_bytes` (the limit, in bytes).
+    #[error("a response exceeded the limit fhir.max_response_bytes ({0} bytes) and was dropped")]
+    ResponseTooLarge(usize),
+    /// The responses of one hook request together are larger than `fhir.max_total_bytes`
+    /// (the limit, in bytes).
+    #[error(
+        "the responses to this hook request exceeded the limit fhir.max_total_bytes ({0} bytes); the rest was not read"
+    )]
+    TotalTooLarge(usize),
+    /// The fetch deadline `fhir.deadline_ms` (in milliseconds) passed first.
+    #[error("the fetch deadline fhir.deadline_ms ({0} ms) passed before it was read")]
+    DeadlinePassed(u64),
+}
+
+/// What one hook request may still read from the FHIR server, and until when, shared by
+/// the fetches of all its prefetch keys.
+#[derive(Debug)]
+pub struct FetchBudget {
+    max_total_bytes: usize,
+    used_bytes: AtomicUsize,
+    deadline: Instant,
+    deadline_ms: u64,
+}
+
+impl FetchBudget {
+    /// A budget of `max_total_bytes`, none of it used, that ends `deadline_ms` after `start`.
+    pub fn new(max_total_bytes: usize, start: Instant, deadline_ms: u64) -> FetchBudget {
+        FetchBudget {
+            max_total_bytes,
+            used_bytes: AtomicUsize::new(0),
+            deadline: start + Duration::from_millis(deadline_ms),
+            deadline_ms,
+        }
+    }
+
+    /// Counts `bytes` more as read; fails once the total is over the budget.
+    fn take(&self, bytes: usize) -> Result<(), FetchError> {
+        let before = self.used_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.max_total_bytes {
+            return Err(FetchError::TotalTooLarge(self.max_total_bytes));
+        }
+        Ok(())
+    }
+
+    /// Whether `bytes` more would still fit.
+    fn fits(&self, bytes: u64) -> bool {
+        let used = self.used_bytes.load(Ordering::Relaxed) as u64;
+        used.saturating_add(bytes) <= self.max_total_bytes as u64
+    }
 }
 
 /// An HTTP client for the EHR's FHIR server, shared by all requests.
@@ -72,7 +141,8 @@ impl FhirClient {
     }
 
     /// Resolves a relative template URL (or an absolute link) against the server base,
-    /// refusing anything outside it.
+    /// refusing anything not under it by [`is_under`] once resolved (so `..` segments are
+    /// applied first, and `/fhirX` is not under `/fhir`).
     pub fn resolve(base: &Url, target: &str) -> Result<Url, FetchError> {
         let mut base_dir = base.clone();
         if !base_dir.path().ends_with('/') {
@@ -81,26 +151,44 @@ impl FhirClient {
         let url = base_dir
             .join(target)
             .map_err(|_| FetchError::OutsideServer(target.to_owned()))?;
-        let same_origin = url.scheme() == base_dir.scheme()
-            && url.host_str() == base_dir.host_str()
-            && url.port_or_known_default() == base_dir.port_or_known_default();
-        if !same_origin
-            || !url
-                .path()
-                .starts_with(base_dir.path().trim_end_matches('/'))
-        {
+        if !is_under(&url, base) {
             return Err(FetchError::OutsideServer(target.to_owned()));
         }
         Ok(url)
     }
 
+    /// A fresh budget for one hook request, from these settings, starting now.
+    pub fn budget(&self) -> FetchBudget {
+        FetchBudget::new(
+            self.settings.max_total_bytes,
+            Instant::now(),
+            self.settings.deadline_ms,
+        )
+    }
+
     /// GETs `target` (relative to `base`, or an absolute link under it) and follows `next`
-    /// links, returning every page's body.
+    /// links, returning every page's body, within `budget` and before its deadline.
     pub async fn fetch_all(
         &self,
         base: &Url,
         target: &str,
         access_token: &str,
+        budget: &FetchBudget,
+    ) -> Result<Vec<Page>, FetchError> {
+        tokio::time::timeout_at(
+            budget.deadline,
+            self.fetch_pages(base, target, access_token, budget),
+        )
+        .await
+        .unwrap_or(Err(FetchError::DeadlinePassed(budget.deadline_ms)))
+    }
+
+    async fn fetch_pages(
+        &self,
+        base: &Url,
+        target: &str,
+        access_token: &str,
+        budget: &FetchBudget,
     ) -> Result<Vec<Page>, FetchError> {
         let mut pages = Vec::new();
         let mut next = Some(Self::resolve(base, target)?);
@@ -108,7 +196,7 @@ impl FhirClient {
             if pages.len() >= self.settings.max_pages {
                 return Err(FetchError::TooManyPages(self.settings.max_pages));
             }
-            let body = self.get(&url, access_token).await?;
+            let body = self.get(&url, access_token, budget).await?;
             next = next_link(&body)
                 .map(|link| Self::resolve(base, &link))
                 .transpose()?;
@@ -117,9 +205,14 @@ impl FhirClient {
         Ok(pages)
     }
 
-    async fn get(&self, url: &Url, access_token: &str) -> Result<Page, FetchError> {
+    async fn get(
+        &self,
+        url: &Url,
+        access_token: &str,
+        budget: &FetchBudget,
+    ) -> Result<Page, FetchError> {
         tracing::debug!(path = url.path(), "fetching from the FHIR server");
-        let response = self
+        let mut response = self
             .http
             .get(url.clone())
             .bearer_auth(access_token)
@@ -131,11 +224,28 @@ impl FhirClient {
         if !status.is_success() {
             return Err(FetchError::Status(status.as_u16()));
         }
-        response
-            .bytes()
+        let limit = self.settings.max_response_bytes;
+        let declared = response.content_length();
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(FetchError::ResponseTooLarge(limit));
+        }
+        if declared.is_some_and(|length| !budget.fits(length)) {
+            return Err(FetchError::TotalTooLarge(budget.max_total_bytes));
+        }
+        let capacity = declared.map_or(8 * 1024, |length| length as usize);
+        let mut body = Vec::with_capacity(capacity.min(limit));
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map(|b| b.to_vec())
-            .map_err(|e| FetchError::Unreachable(describe(&e)))
+            .map_err(|e| FetchError::Unreachable(describe(&e)))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(FetchError::ResponseTooLarge(limit));
+            }
+            budget.take(chunk.len())?;
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 }
 
@@ -187,5 +297,39 @@ mod tests {
         assert!(FhirClient::resolve(&base, "https://evil.example/fhir/Condition").is_err());
         assert!(FhirClient::resolve(&base, "https://ehr.example/other/Condition").is_err());
         assert!(FhirClient::resolve(&base, "https://ehr.example/fhir/Condition?page=2").is_ok());
+    }
+
+    #[test]
+    fn a_budget_counts_bytes_across_responses_and_refuses_past_its_total() {
+        let budget = FetchBudget::new(100, Instant::now(), 1_000);
+        assert!(budget.fits(100));
+        assert!(budget.take(60).is_ok());
+        assert!(!budget.fits(41));
+        assert!(budget.take(40).is_ok());
+        assert!(matches!(
+            budget.take(1),
+            Err(FetchError::TotalTooLarge(100))
+        ));
+    }
+
+    #[test]
+    fn a_link_to_a_sibling_of_the_base_path_or_up_out_of_it_is_refused() {
+        let base = Url::parse("https://ehr.example/fhir").unwrap();
+        for target in [
+            "https://ehr.example/fhirX/Observation",
+            "/fhirX/Observation",
+            "../fhirX/Observation",
+            "Patient/../../r4-evil/steal",
+            "Patient/%2e%2e/%2e%2e/r4-evil",
+            "Patient/..%2f..%2fadmin",
+            "//evil.example/fhir/Patient",
+        ] {
+            assert!(FhirClient::resolve(&base, target).is_err(), "{target}");
+        }
+        let url = FhirClient::resolve(&base, "Patient/../Observation?patient=1").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://ehr.example/fhir/Observation?patient=1"
+        );
     }
 }

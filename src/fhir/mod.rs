@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use futures::future::join_all;
 
 use crate::auth::FhirAccess;
-use crate::hooks::template::TokenValues;
+use crate::hooks::template::{RenderError, TokenValues};
 use crate::hooks::{Hook, HookCall, RequestError};
 use crate::knowledge::services::Service;
 use documents::{Document, add_document, add_draft_orders};
@@ -56,7 +56,7 @@ pub async fn gather(
     client: &FhirClient,
     access: &FhirAccess,
 ) -> Result<PatientRecord, GatherError> {
-    let mut record = PatientRecord::new(call.context.patient_id.clone());
+    let mut record = PatientRecord::new(call.context.patient_id.as_str());
     let values = TokenValues {
         user_id: Some(&call.context.user_id),
         patient_id: Some(&call.context.patient_id),
@@ -67,39 +67,46 @@ pub async fn gather(
         let needed = needed_types.contains(template.resource_type.as_str());
         let sent = call.prefetch.iter().find(|(k, _)| k == key).map(|(_, v)| v);
         let location = format!("prefetch.{key}");
+        let render = || template.render(&values);
         let (refetch, next_page_only) = match sent {
             Some(raw) => match add_document(&mut record, raw.get().as_bytes(), &location) {
                 Document::Null | Document::Resources { next: None, .. } => (None, false),
                 Document::Resources {
                     next: Some(next), ..
-                } => (Some(Some(next)), true),
+                } => (Some(Ok(next)), true),
                 Document::OperationOutcome(text) => {
                     tracing::debug!(key = %key, outcome = %text, "prefetch key holds an OperationOutcome");
-                    (Some(template.render(&values)), false)
+                    (Some(render()), false)
                 }
                 Document::Unreadable(problem) => {
                     record.add_issue(&location, problem);
-                    (Some(template.render(&values)), false)
+                    (Some(render()), false)
                 }
             },
-            None => (Some(template.render(&values)), false),
+            None => (Some(render()), false),
         };
         match refetch {
             None => {}
-            Some(Some(target)) => pending.push(PendingFetch {
+            Some(Ok(target)) => pending.push(PendingFetch {
                 key: key.clone(),
                 target,
                 needed,
                 next_page_only,
             }),
-            Some(None) if needed => {
+            Some(Err(RenderError::NotAnId { field, reason })) => {
+                // Parsing the request already refuses such values; this is the second guard.
+                return Err(GatherError::BadRequest(RequestError::new(
+                    field,
+                    reason.to_string(),
+                )));
+            }
+            Some(Err(missing @ RenderError::Missing { .. })) if needed => {
                 return Err(GatherError::MissingData {
                     keys: vec![key.clone()],
-                    reason: "its template needs a context field the request did not send"
-                        .to_owned(),
+                    reason: missing.to_string(),
                 });
             }
-            Some(None) => {}
+            Some(Err(RenderError::Missing { .. })) => {}
         }
     }
     let server = match &call.fhir_server {
@@ -169,12 +176,13 @@ async fn fetch_pending(
             reason: "they were not prefetched, and the request has no fhirServer and fhirAuthorization the service may use to fetch them".to_owned(),
         });
     };
+    let budget = client.budget();
     let fetches = pending
         .iter()
-        .map(|p| client.fetch_all(server, &p.target, &authorization.access_token));
+        .map(|p| client.fetch_all(server, &p.target, &authorization.access_token, &budget));
     let results = join_all(fetches).await;
     let mut failed = Vec::new();
-    let mut reasons = Vec::new();
+    let mut reasons: Vec<(String, Vec<String>)> = Vec::new();
     for (fetch, result) in pending.iter().zip(results) {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         crate::metrics::METRICS
@@ -196,7 +204,11 @@ async fn fetch_pending(
                 tracing::warn!(key = %fetch.key, %error, "FHIR server fetch failed");
                 if fetch.needed && !fetch.next_page_only {
                     failed.push(fetch.key.clone());
-                    reasons.push(error.to_string());
+                    let reason = error.to_string();
+                    match reasons.iter_mut().find(|(r, _)| *r == reason) {
+                        Some((_, keys)) => keys.push(fetch.key.clone()),
+                        None => reasons.push((reason, vec![fetch.key.clone()])),
+                    }
                 } else {
                     record.add_issue(format!("fetched.{}", fetch.key), error.to_string());
                 }
@@ -204,12 +216,19 @@ async fn fetch_pending(
         }
     }
     if failed.is_empty() {
-        Ok(())
-    } else {
-        reasons.dedup();
-        Err(GatherError::MissingData {
-            keys: failed,
-            reason: reasons.join("; "),
-        })
+        return Ok(());
     }
+    // One reason for all keys reads as before; different reasons say which key had which.
+    let reason = match reasons.as_slice() {
+        [(reason, _)] => reason.clone(),
+        _ => reasons
+            .iter()
+            .map(|(reason, keys)| format!("{}: {reason}", keys.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    Err(GatherError::MissingData {
+        keys: failed,
+        reason,
+    })
 }

@@ -4,6 +4,12 @@
 //!
 //! Prefetch values and `draftOrders` stay as borrowed raw JSON here; the
 //! `fhir` module reads them resource by resource.
+//!
+//! Limits, so that nothing unbounded is carried into URLs, logs or the store:
+//! `hookInstance` is at most [`MAX_HOOK_INSTANCE_LEN`] characters; `context.patientId`,
+//! `context.encounterId` and the id of `context.userId` (`Practitioner/123`) must be FHIR ids
+//! ([`FhirId`]: at most 64 of `A-Z a-z 0-9 - .`), so no value the client sends can move a
+//! prefetch URL outside the FHIR server's base URL.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +18,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::Hook;
+use super::fhir_id::FhirId;
 use super::object_or::ObjectOr;
+
+/// Most characters in `hookInstance` (a UUID has 36).
+pub const MAX_HOOK_INSTANCE_LEN: usize = 128;
 
 /// A request that cannot be served, and the field that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,12 +73,12 @@ impl fmt::Debug for FhirAuthorization {
 /// The validated hook context.
 #[derive(Debug, Clone)]
 pub struct HookContext<'a> {
-    /// `userId`, e.g. `Practitioner/123`.
+    /// `userId`, e.g. `Practitioner/123`: one of the hook's user types and a FHIR id.
     pub user_id: String,
     /// `patientId`.
-    pub patient_id: String,
+    pub patient_id: FhirId,
     /// `encounterId`, when sent.
-    pub encounter_id: Option<String>,
+    pub encounter_id: Option<FhirId>,
     /// `selections` (order-select only): references into `draftOrders`.
     pub selections: Vec<String>,
     /// `draftOrders` (order-select and order-sign): the Bundle, as raw JSON.
@@ -80,7 +90,7 @@ pub struct HookContext<'a> {
 pub struct HookCall<'a> {
     /// The hook.
     pub hook: Hook,
-    /// `hookInstance`.
+    /// `hookInstance`, at most [`MAX_HOOK_INSTANCE_LEN`] characters.
     pub hook_instance: String,
     /// `fhirServer`, when sent.
     pub fhir_server: Option<url::Url>,
@@ -152,6 +162,12 @@ pub fn parse_hook_call(body: &[u8], expected: Hook) -> Result<HookCall<'_>, Requ
         ));
     }
     let hook_instance = required_string(envelope.hook_instance, "hookInstance")?;
+    if hook_instance.chars().count() > MAX_HOOK_INSTANCE_LEN {
+        return Err(RequestError::new(
+            "hookInstance",
+            format!("must be at most {MAX_HOOK_INSTANCE_LEN} characters"),
+        ));
+    }
 
     let fhir_authorization = envelope
         .fhir_authorization
@@ -213,19 +229,27 @@ fn parse_context(raw: &RawValue, hook: Hook) -> Result<HookContext<'_>, RequestE
     let user_id = required_string(envelope.user_id, "context.userId")?;
     let allowed = hook.user_types();
     match user_id.split_once('/') {
-        Some((kind, id)) if allowed.contains(&kind) && !id.is_empty() => {}
+        Some((kind, id)) if allowed.contains(&kind) => FhirId::check(id).map_err(|e| {
+            RequestError::new("context.userId", format!("the id after '{kind}/' {e}"))
+        })?,
         _ => {
             return Err(RequestError::new(
                 "context.userId",
                 format!(
-                    "'{user_id}' must be a reference of the form Type/id with Type one of {}",
+                    "{} must be a reference of the form Type/id with Type one of {}",
+                    shown(&user_id),
                     allowed.join(", ")
                 ),
             ));
         }
     }
-    let patient_id = required_string(envelope.patient_id, "context.patientId")?;
-    let encounter_id = optional_string(envelope.encounter_id, "context.encounterId")?;
+    let patient_id = fhir_id(
+        required_string(envelope.patient_id, "context.patientId")?,
+        "context.patientId",
+    )?;
+    let encounter_id = optional_string(envelope.encounter_id, "context.encounterId")?
+        .map(|id| fhir_id(id, "context.encounterId"))
+        .transpose()?;
 
     let draft_orders = if hook.has_draft_orders() {
         let raw = envelope
@@ -265,7 +289,7 @@ fn parse_context(raw: &RawValue, hook: Hook) -> Result<HookContext<'_>, RequestE
         ) {
             return Err(RequestError::new(
                 format!("context.selections[{i}]"),
-                format!("'{bad}' must be a reference of the form Type/id"),
+                format!("{} must be a reference of the form Type/id", shown(bad)),
             ));
         }
         selections
@@ -318,6 +342,19 @@ fn redact(e: &serde_json::Error) -> String {
     )
 }
 
+fn fhir_id(text: String, field: &str) -> Result<FhirId, RequestError> {
+    FhirId::parse(&text).map_err(|e| RequestError::new(field, e.to_string()))
+}
+
+/// `value` quoted for a message, cut short when long.
+fn shown(value: &str) -> String {
+    const SHOWN: usize = 64;
+    match value.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("'{}…'", &value[..end]),
+        None => format!("'{value}'"),
+    }
+}
+
 fn required_string(raw: Option<&RawValue>, field: &str) -> Result<String, RequestError> {
     optional_string(raw, field)?.ok_or_else(|| RequestError::new(field, "is required"))
 }
@@ -345,7 +382,7 @@ mod tests {
     #[test]
     fn a_minimal_patient_view_request_is_accepted() {
         let call = parse_hook_call(PATIENT_VIEW.as_bytes(), Hook::PatientView).unwrap();
-        assert_eq!(call.context.patient_id, "1288992");
+        assert_eq!(call.context.patient_id.as_str(), "1288992");
         assert!(call.prefetch.is_empty());
     }
 
@@ -371,6 +408,60 @@ mod tests {
         let body = br#"{"hook":"order-sign","hookInstance":"x","context":{"userId":"Practitioner/1","patientId":"p"}}"#;
         let err = parse_hook_call(body, Hook::OrderSign).unwrap_err();
         assert_eq!(err.field, "context.draftOrders");
+    }
+
+    fn patient_view_with(field: &str, value: &str) -> Vec<u8> {
+        let mut request: serde_json::Value = serde_json::from_str(PATIENT_VIEW).unwrap();
+        match field.strip_prefix("context.") {
+            Some(key) => request["context"][key] = value.into(),
+            None => request[field] = value.into(),
+        }
+        serde_json::to_vec(&request).unwrap()
+    }
+
+    #[test]
+    fn context_ids_that_are_not_fhir_ids_name_the_field() {
+        let cases = [
+            ("context.patientId", "../../r4-evil/steal"),
+            ("context.patientId", ".."),
+            ("context.patientId", "1288992?_count=1000"),
+            ("context.encounterId", "e/../../x"),
+            ("context.userId", "Practitioner/../../x"),
+            ("context.userId", "Practitioner/"),
+        ];
+        for (field, value) in cases {
+            let body = patient_view_with(field, value);
+            let err = parse_hook_call(&body, Hook::PatientView).unwrap_err();
+            assert_eq!(err.field, field, "{value}");
+            assert!(err.message.contains("FHIR id"), "{err}");
+        }
+    }
+
+    #[test]
+    fn context_ids_and_the_hook_instance_over_their_limits_name_the_field_and_the_limit() {
+        let cases = [
+            ("hookInstance", "h".repeat(MAX_HOOK_INSTANCE_LEN + 1), "128"),
+            ("context.patientId", "p".repeat(65), "64"),
+            ("context.encounterId", "e".repeat(65), "64"),
+            (
+                "context.userId",
+                format!("Practitioner/{}", "1".repeat(65)),
+                "64",
+            ),
+        ];
+        for (field, value, limit) in cases {
+            let body = patient_view_with(field, &value);
+            let err = parse_hook_call(&body, Hook::PatientView).unwrap_err();
+            assert_eq!(err.field, field);
+            assert!(err.message.contains(limit), "{err}");
+            assert!(
+                !err.message.contains(&value),
+                "the value is not echoed: {err}"
+            );
+        }
+        let at_the_limits = patient_view_with("hookInstance", &"h".repeat(MAX_HOOK_INSTANCE_LEN));
+        let call = parse_hook_call(&at_the_limits, Hook::PatientView).unwrap();
+        assert_eq!(call.hook_instance.len(), MAX_HOOK_INSTANCE_LEN);
     }
 
     #[test]

@@ -3,8 +3,13 @@
 //! A template is a relative FHIR read or search with `{{context.<field>}}`
 //! tokens (only root-level primitive context fields) or the `{{user…Id}}`
 //! tokens. 2.0 has no FHIRPath tokens, so none are accepted.
+//!
+//! Only FHIR ids (and, for `{{context.userId}}`, a `Type/id` reference) are ever
+//! substituted: rendering refuses any other value, so a token can never add a path
+//! segment, a dot segment or a query parameter to the URL.
 
 use super::Hook;
+use super::fhir_id::{FhirId, FhirIdError};
 
 /// A parsed prefetch template.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +44,25 @@ pub struct TokenValues<'a> {
     pub encounter_id: Option<&'a str>,
 }
 
+/// Why a template could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// A token's context field was not sent (or `userId` is of another resource type).
+    #[error("its template needs {field}, which the request did not send")]
+    Missing {
+        /// The context field, e.g. `context.encounterId`.
+        field: &'static str,
+    },
+    /// A token's value is not a FHIR id, so it is not put into a URL.
+    #[error("{field} {reason}")]
+    NotAnId {
+        /// The context field, e.g. `context.patientId`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: FhirIdError,
+    },
+}
+
 const CONTEXT_FIELDS: [&str; 3] = ["userId", "patientId", "encounterId"];
 const USER_TOKENS: [(&str, &str); 4] = [
     ("userPractitionerId", "Practitioner"),
@@ -57,6 +81,8 @@ impl PrefetchTemplate {
     /// let template = PrefetchTemplate::parse("Condition?patient={{context.patientId}}", Hook::PatientView).unwrap();
     /// let values = TokenValues { patient_id: Some("123"), ..Default::default() };
     /// assert_eq!(template.render(&values).unwrap(), "Condition?patient=123");
+    /// let values = TokenValues { patient_id: Some("../../admin"), ..Default::default() };
+    /// assert!(template.render(&values).is_err());
     /// ```
     pub fn parse(text: &str, hook: Hook) -> Result<PrefetchTemplate, String> {
         let mut parts = Vec::new();
@@ -93,8 +119,9 @@ impl PrefetchTemplate {
         })
     }
 
-    /// The relative URL with every token substituted, or `None` when a token has no value.
-    pub fn render(&self, values: &TokenValues<'_>) -> Option<String> {
+    /// The relative URL with every token substituted. Fails when a token has no value, or
+    /// when its value is not a FHIR id (a `Type/id` reference for `{{context.userId}}`).
+    pub fn render(&self, values: &TokenValues<'_>) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.text.len() + 32);
         for part in &self.parts {
             match part {
@@ -102,7 +129,7 @@ impl PrefetchTemplate {
                 Part::Token(token) => out.push_str(&encode(token_value(token, values)?)),
             }
         }
-        Some(out)
+        Ok(out)
     }
 
     /// Whether the template is a search (returns a Bundle) rather than a read.
@@ -128,22 +155,53 @@ fn parse_token(token: &str, hook: Hook) -> Result<Token, String> {
         .ok_or_else(|| format!("unknown token '{{{{{token}}}}}'"))
 }
 
-fn token_value<'a>(token: &Token, values: &TokenValues<'a>) -> Option<&'a str> {
+fn token_value<'a>(token: &Token, values: &TokenValues<'a>) -> Result<&'a str, RenderError> {
+    let not_an_id = |field| move |reason| RenderError::NotAnId { field, reason };
     match token {
-        Token::Context(field) => match field.as_str() {
-            "userId" => values.user_id,
-            "patientId" => values.patient_id,
-            "encounterId" => values.encounter_id,
-            _ => None,
-        },
+        Token::Context(field) => {
+            let (name, value) = match field.as_str() {
+                "userId" => ("context.userId", values.user_id),
+                "patientId" => ("context.patientId", values.patient_id),
+                "encounterId" => ("context.encounterId", values.encounter_id),
+                _ => return Err(RenderError::Missing { field: "context" }),
+            };
+            let value = value.ok_or(RenderError::Missing { field: name })?;
+            if name == "context.userId" {
+                let (user_type, id) = value.split_once('/').ok_or(RenderError::NotAnId {
+                    field: name,
+                    reason: FhirIdError::NotAnIdCharacter,
+                })?;
+                if user_type.is_empty() || !user_type.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err(RenderError::NotAnId {
+                        field: name,
+                        reason: FhirIdError::NotAnIdCharacter,
+                    });
+                }
+                FhirId::check(id).map_err(not_an_id(name))?;
+            } else {
+                FhirId::check(value).map_err(not_an_id(name))?;
+            }
+            Ok(value)
+        }
         Token::User(resource_type) => {
-            let (user_type, id) = values.user_id?.split_once('/')?;
-            (user_type == *resource_type).then_some(id)
+            let field = "context.userId";
+            let missing = RenderError::Missing { field };
+            let (user_type, id) = values
+                .user_id
+                .ok_or(missing.clone())?
+                .split_once('/')
+                .ok_or(missing.clone())?;
+            if user_type != *resource_type {
+                return Err(missing);
+            }
+            FhirId::check(id).map_err(not_an_id(field))?;
+            Ok(id)
         }
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters and `/`.
+/// Percent-encodes everything but RFC 3986 unreserved characters and `/` (a second guard:
+/// checked values never hold anything else).
 fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
@@ -161,7 +219,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn context_tokens_are_substituted_and_encoded() {
+    fn context_tokens_are_substituted() {
         let t = PrefetchTemplate::parse(
             "Observation?patient={{context.patientId}}&code=http://loinc.org|2823-3",
             Hook::PatientView,
@@ -169,13 +227,13 @@ mod tests {
         .unwrap();
         let url = t
             .render(&TokenValues {
-                patient_id: Some("a b"),
+                patient_id: Some("pat-1.a"),
                 ..Default::default()
             })
             .unwrap();
         assert_eq!(
             url,
-            "Observation?patient=a%20b&code=http://loinc.org|2823-3"
+            "Observation?patient=pat-1.a&code=http://loinc.org|2823-3"
         );
         assert_eq!(t.resource_type, "Observation");
         assert!(t.is_search());
@@ -194,7 +252,12 @@ mod tests {
             user_id: Some("PractitionerRole/42"),
             ..Default::default()
         };
-        assert_eq!(t.render(&role), None);
+        assert_eq!(
+            t.render(&role),
+            Err(RenderError::Missing {
+                field: "context.userId"
+            })
+        );
         assert!(!t.is_search());
     }
 
@@ -212,6 +275,72 @@ mod tests {
     fn a_missing_encounter_leaves_the_template_unrendered() {
         let t = PrefetchTemplate::parse("Encounter/{{context.encounterId}}", Hook::PatientView)
             .unwrap();
-        assert_eq!(t.render(&TokenValues::default()), None);
+        assert_eq!(
+            t.render(&TokenValues::default()),
+            Err(RenderError::Missing {
+                field: "context.encounterId"
+            })
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_fhir_id_is_never_substituted() {
+        let read =
+            PrefetchTemplate::parse("Patient/{{context.patientId}}", Hook::PatientView).unwrap();
+        for bad in [
+            "../../r4-evil/steal",
+            "..",
+            "1?_count=1",
+            "a%2Fb",
+            "",
+            &"x".repeat(65),
+        ] {
+            let values = TokenValues {
+                patient_id: Some(bad),
+                ..Default::default()
+            };
+            assert!(
+                matches!(
+                    read.render(&values),
+                    Err(RenderError::NotAnId {
+                        field: "context.patientId",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        let user =
+            PrefetchTemplate::parse("Practitioner/{{userPractitionerId}}", Hook::PatientView)
+                .unwrap();
+        let values = TokenValues {
+            user_id: Some("Practitioner/../../x"),
+            ..Default::default()
+        };
+        assert!(matches!(
+            user.render(&values),
+            Err(RenderError::NotAnId { .. })
+        ));
+        let by_reference = PrefetchTemplate::parse(
+            "Observation?performer={{context.userId}}",
+            Hook::PatientView,
+        )
+        .unwrap();
+        let values = TokenValues {
+            user_id: Some("Practitioner/1/../../x"),
+            ..Default::default()
+        };
+        assert!(matches!(
+            by_reference.render(&values),
+            Err(RenderError::NotAnId { .. })
+        ));
+        let values = TokenValues {
+            user_id: Some("Practitioner/42"),
+            ..Default::default()
+        };
+        assert_eq!(
+            by_reference.render(&values).unwrap(),
+            "Observation?performer=Practitioner/42"
+        );
     }
 }

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 405: the path exists but not with this method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 408: the request body did not arrive within `server.body_timeout_ms` (in milliseconds).
+    #[error("the request body was not received within the limit server.body_timeout_ms ({0} ms)")]
+    RequestTimeout(u64),
     /// 412: required data could not be obtained.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::Unauthorized => "login",
             ApiError::NotFound(_) => "not-found",
             ApiError::MethodNotAllowed(_) => "not-supported",
+            ApiError::RequestTimeout(_) => "timeout",
             ApiError::PreconditionFailed(_) => "incomplete",
             ApiError::PayloadTooLarge(_) => "too-costly",
             ApiError::UnsupportedMediaType(_) => "structure",
@@ -81,6 +85,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -127,6 +132,20 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["resourceType"], "OperationOutcome");
         assert_eq!(json["issue"][0]["diagnostics"], "internal error");
+    }
+
+    #[test]
+    fn a_body_timeout_is_a_408_naming_the_setting_and_its_value() {
+        let response = ApiError::RequestTimeout(1_000).error_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        let body = response.into_body().try_into_bytes().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["issue"][0]["code"], "timeout");
+        let diagnostics = json["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(
+            diagnostics.contains("server.body_timeout_ms (1000 ms)"),
+            "{diagnostics}"
+        );
     }
 
     #[test]

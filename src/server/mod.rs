@@ -9,6 +9,7 @@ mod request_span;
 mod routes;
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::body::MessageBody;
@@ -16,7 +17,7 @@ use actix_web::dev::Server;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use chrono::{DateTime, Utc};
 use tracing_actix_web::TracingLogger;
 
@@ -29,6 +30,7 @@ use crate::store::Store;
 use crate::store::history::History;
 use crate::store::replay::SharedReplayCache;
 use admin_token::AdminToken;
+use errors::ApiError;
 
 /// Where the evaluation time comes from.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,6 +72,10 @@ pub struct AppState {
     pub service: CdsService,
     /// Body size limit in bytes.
     pub max_body_bytes: usize,
+    /// Time allowed to receive a body once the headers are in (`server.body_timeout_ms`).
+    pub body_timeout: Duration,
+    /// Time allowed to answer a hook invocation (`server.hook_deadline_ms`).
+    pub hook_deadline: Duration,
     /// The evaluation time source.
     pub clock: Clock,
     /// Authentication.
@@ -157,6 +163,8 @@ impl Application {
         let state = AppState {
             service,
             max_body_bytes: settings.server.max_body_bytes,
+            body_timeout: Duration::from_millis(settings.server.body_timeout_ms),
+            hook_deadline: Duration::from_millis(settings.server.hook_deadline_ms),
             clock,
             auth,
             public_base_url: settings.server.public_base_url(),
@@ -172,6 +180,8 @@ impl Application {
                 .app_data(web::Data::new(state.clone()))
                 .configure(routes)
         })
+        .client_request_timeout(Duration::from_millis(settings.server.header_timeout_ms))
+        .client_disconnect_timeout(Duration::from_millis(settings.server.disconnect_timeout_ms))
         .listen(listener)?;
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
@@ -219,7 +229,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         )
         .service(
             web::resource("/cds-services/{id}")
-                .route(web::post().to(routes::invoke))
+                .route(web::post().to(invoke_within_deadline))
                 .default_service(web::to(routes::method_not_allowed)),
         )
         .service(
@@ -284,6 +294,30 @@ fn redact_url(url: &str) -> String {
             parsed.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+/// [`routes::invoke`] within `server.hook_deadline_ms`: an invocation still running then is
+/// dropped and answered 503, a backstop over the body timeout and the FHIR fetch deadline.
+async fn invoke_within_deadline(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let deadline = state.hook_deadline;
+    match tokio::time::timeout(deadline, routes::invoke(state, path, request, payload)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            let limit = deadline.as_millis();
+            tracing::warn!(
+                limit_ms = limit as u64,
+                "hook not answered within server.hook_deadline_ms; answered 503"
+            );
+            Err(ApiError::Unavailable(format!(
+                "the hook was not answered within the limit server.hook_deadline_ms ({limit} ms); send it again"
+            )))
+        }
     }
 }
 

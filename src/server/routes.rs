@@ -187,12 +187,11 @@ pub async fn feedback(
 ) -> Result<HttpResponse, ApiError> {
     let service_id = path.into_inner();
     let (caller, body) = accept_service_request(&state, &request, &service_id, payload).await?;
-    let entries = crate::hooks::feedback::parse_feedback(&body, &service_id).map_err(|e| {
-        ApiError::BadRequest {
+    let entries = crate::hooks::feedback::parse_feedback(&body, &service_id, state.clock.now())
+        .map_err(|e| ApiError::BadRequest {
             field: e.field,
             message: e.message,
-        }
-    })?;
+        })?;
     let history = state.service.history().ok_or(ApiError::Internal)?;
     let unknown = history
         .store_feedback(&caller.client, &entries, state.clock.now())
@@ -376,6 +375,8 @@ fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+/// Reads the body up to `limit` bytes, within `server.body_timeout_ms` (taken from the app
+/// state), so a client that stalls after its headers is answered 408 rather than held open.
 async fn read_body(
     request: &HttpRequest,
     mut payload: web::Payload,
@@ -389,16 +390,28 @@ async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest {
-            field: "body".to_owned(),
-            message: format!("the request body could not be read: {e}"),
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
+    let timeout = request.app_data::<web::Data<AppState>>().map_or_else(
+        || {
+            let default = crate::config::ServerSettings::default().body_timeout_ms;
+            std::time::Duration::from_millis(default)
+        },
+        |state| state.body_timeout,
+    );
+    let read = async {
+        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest {
+                field: "body".to_owned(),
+                message: format!("the request body could not be read: {e}"),
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        Ok(body)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::RequestTimeout(timeout.as_millis() as u64)))
 }

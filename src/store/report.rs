@@ -1,7 +1,14 @@
 //! Override-rate reports: per rule, cards issued, accepted and overridden, the
 //! override rate (overridden / (accepted + overridden)), the most common
 //! override reasons, and feedback about cards this service never issued.
+//!
+//! Reasons are text a client sent. In the text and CSV outputs their control
+//! characters (and Unicode bidirectional controls) are escaped as `\u{…}`, so
+//! they cannot drive a terminal or reorder a line; CSV cells that a spreadsheet
+//! would run as a formula (starting with `=`, `+`, `-`, `@`, tab or CR) get a
+//! leading `'`, and cells are quoted as RFC 4180 requires.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -144,7 +151,7 @@ impl Store {
 }
 
 impl Report {
-    /// A table for people.
+    /// A table for people; reasons have their control characters escaped.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         if let Some(since) = &self.since {
@@ -160,20 +167,15 @@ impl Report {
                 .override_rate
                 .map(|x| format!("{:.0}%", x * 100.0))
                 .unwrap_or_else(|| "-".to_owned());
-            let reasons: Vec<String> = r
-                .top_override_reasons
-                .iter()
-                .map(|c| format!("{} ({})", c.reason, c.count))
-                .collect();
             let _ = writeln!(
                 out,
                 "{:<32} {:>7} {:>9} {:>11} {:>9}  {}",
-                r.rule_id,
+                printable(&r.rule_id),
                 r.issued,
                 r.accepted,
                 r.overridden,
                 rate,
-                reasons.join("; ")
+                printable(&r.reasons_summary())
             );
         }
         let _ = writeln!(
@@ -184,27 +186,23 @@ impl Report {
         out
     }
 
-    /// CSV, one row per rule.
+    /// CSV, one row per rule: text cells are neutralised against spreadsheet formulas and
+    /// quoted as RFC 4180 requires; the free-text reasons cell is always quoted.
     pub fn to_csv(&self) -> String {
         let mut out =
             String::from("rule_id,issued,accepted,overridden,override_rate,top_override_reasons\n");
         for r in &self.rules {
-            let reasons: Vec<String> = r
-                .top_override_reasons
-                .iter()
-                .map(|c| format!("{} ({})", c.reason, c.count))
-                .collect();
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},\"{}\"",
-                r.rule_id,
+                "{},{},{},{},{},{}",
+                csv_cell(&r.rule_id),
                 r.issued,
                 r.accepted,
                 r.overridden,
                 r.override_rate
                     .map(|x| format!("{x:.3}"))
                     .unwrap_or_default(),
-                reasons.join("; ").replace('"', "\"\"")
+                quoted(&neutralised(&r.reasons_summary()))
             );
         }
         let _ = writeln!(
@@ -213,5 +211,141 @@ impl Report {
             self.feedback_for_unknown_cards
         );
         out
+    }
+}
+
+impl RuleReport {
+    /// `reason (count); reason (count)`, most frequent first.
+    fn reasons_summary(&self) -> String {
+        self.top_override_reasons
+            .iter()
+            .map(|c| format!("{} ({})", c.reason, c.count))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// `text` with control characters and Unicode bidirectional controls escaped as `\u{…}`.
+fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `text` made safe for a spreadsheet: printable, and prefixed with `'` when it would be read
+/// as a formula.
+fn neutralised(text: &str) -> String {
+    let text = printable(text);
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.into_owned()
+    }
+}
+
+/// `text` as a quoted CSV field, its quotes doubled (RFC 4180).
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// One CSV text cell: neutralised, and quoted when it holds a comma, a quote or a line break.
+fn csv_cell(text: &str) -> String {
+    let cell = neutralised(text);
+    if cell.contains([',', '"', '\r', '\n']) {
+        quoted(&cell)
+    } else {
+        cell
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report_with_reason(reason: &str) -> Report {
+        Report {
+            since: None,
+            rules: vec![RuleReport {
+                rule_id: "diuretic-low-magnesium".to_owned(),
+                issued: 3,
+                accepted: 1,
+                overridden: 1,
+                override_rate: Some(0.5),
+                top_override_reasons: vec![ReasonCount {
+                    reason: reason.to_owned(),
+                    count: 1,
+                }],
+            }],
+            feedback_for_unknown_cards: 0,
+        }
+    }
+
+    fn reasons_cell(csv: &str) -> &str {
+        let row = csv.lines().nth(1).unwrap();
+        row.splitn(6, ',').nth(5).unwrap()
+    }
+
+    #[test]
+    fn csv_cells_that_start_like_a_formula_are_neutralised_and_quoted() {
+        let cases = [
+            (
+                "=HYPERLINK(\"http://evil.example\",\"x\")",
+                "\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\") (1)\"",
+            ),
+            ("=1+2", "\"'=1+2 (1)\""),
+            ("+1", "\"'+1 (1)\""),
+            ("-1", "\"'-1 (1)\""),
+            ("@SUM(A1)", "\"'@SUM(A1) (1)\""),
+            ("Patient declined", "\"Patient declined (1)\""),
+        ];
+        for (reason, cell) in cases {
+            let csv = report_with_reason(reason).to_csv();
+            assert_eq!(reasons_cell(&csv), cell, "{reason}");
+        }
+    }
+
+    #[test]
+    fn other_text_cells_are_quoted_only_when_rfc_4180_requires_it() {
+        assert_eq!(csv_cell("diuretic-low-magnesium"), "diuretic-low-magnesium");
+        assert_eq!(csv_cell("a, b"), "\"a, b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("-rule"), "'-rule");
+        assert_eq!(csv_cell("=a,b"), "\"'=a,b\"");
+    }
+
+    #[test]
+    fn tabs_returns_and_line_breaks_cannot_start_a_formula_or_a_new_csv_row() {
+        for reason in ["\t=1+2", "\r=1+2", "ok\n=1+2,x"] {
+            let csv = report_with_reason(reason).to_csv();
+            assert_eq!(csv.lines().count(), 3, "{csv:?}");
+            let cell = reasons_cell(&csv);
+            assert!(!cell.contains(['\t', '\r', '\n']), "{cell:?}");
+        }
+        let csv = report_with_reason("\t=1+2").to_csv();
+        assert_eq!(reasons_cell(&csv), "\"\\u{9}=1+2 (1)\"");
+    }
+
+    #[test]
+    fn control_and_bidirectional_characters_in_the_text_report_are_escaped() {
+        let text = report_with_reason("\u{1b}[2J\u{1b}[31mred\u{7}\nfake row\u{202e}txt").to_text();
+        assert!(!text.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{text:?}");
+        assert!(
+            text.contains("\\u{1b}[2J\\u{1b}[31mred\\u{7}\\u{a}fake row\\u{202e}txt (1)"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 3, "one line per rule: {text}");
     }
 }

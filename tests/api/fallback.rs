@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{FhirTestServer, TestApp, cards, fixture, rule_id, spawn_app_with};
 
-const TOKEN: &str = "test-access-token";
+pub const TOKEN: &str = "test-access-token";
 
 /// The resources of a fixture's prefetch, flattened.
 pub fn resources_of(fixture_name: &str) -> Vec<Value> {
@@ -23,12 +23,12 @@ pub fn resources_of(fixture_name: &str) -> Vec<Value> {
 }
 
 /// The app, allowed (in trial mode) to call `fhir_base` and nothing else.
-async fn app_allowed_to_call(fhir_base: &str) -> TestApp {
+pub async fn app_allowed_to_call(fhir_base: &str) -> TestApp {
     let base = fhir_base.to_owned();
     spawn_app_with(move |s| s.auth.trial_fhir_servers = vec![base]).await
 }
 
-fn request_without_prefetch(fixture_name: &str, fhir_server: &str) -> Value {
+pub fn request_without_prefetch(fixture_name: &str, fhir_server: &str) -> Value {
     let mut request = fixture(fixture_name);
     request.as_object_mut().unwrap().remove("prefetch");
     request["fhirServer"] = json!(fhir_server);

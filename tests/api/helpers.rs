@@ -1,6 +1,7 @@
 //! Starting the real application (and a FHIR test server) for tests.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -220,25 +221,63 @@ impl FhirTestServer {
         FhirTestServer { base_url, received }
     }
 
+    /// A server on loopback whose base URL ends in `/fhir` and whose every answer, to any
+    /// path, comes from `respond(request, base_url)`.
+    pub async fn scripted<F, Fut>(respond: F) -> FhirTestServer
+    where
+        F: Fn(HttpRequest, String) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = HttpResponse> + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!(
+            "http://127.0.0.1:{}/fhir",
+            listener.local_addr().unwrap().port()
+        );
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (log, base) = (received.clone(), base_url.clone());
+        let server = HttpServer::new(move || {
+            let (respond, log, base) = (respond.clone(), log.clone(), base.clone());
+            App::new().default_service(web::to(move |request: HttpRequest| {
+                log.lock().unwrap().push(ReceivedRequest::of(&request));
+                respond(request, base.clone())
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_web::rt::spawn(server);
+        FhirTestServer { base_url, received }
+    }
+
     pub fn received(&self) -> Vec<ReceivedRequest> {
         self.received.lock().unwrap().clone()
     }
 }
 
+impl ReceivedRequest {
+    fn of(request: &HttpRequest) -> ReceivedRequest {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        ReceivedRequest {
+            path: request.path().to_owned(),
+            query: request.query_string().to_owned(),
+            authorization: header("authorization"),
+            accept: header("accept"),
+        }
+    }
+}
+
 async fn serve_fhir(request: HttpRequest, data: web::Data<FhirData>) -> HttpResponse {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    data.received.lock().unwrap().push(ReceivedRequest {
-        path: request.path().to_owned(),
-        query: request.query_string().to_owned(),
-        authorization: header("authorization"),
-        accept: header("accept"),
-    });
+    data.received
+        .lock()
+        .unwrap()
+        .push(ReceivedRequest::of(&request));
     let path = request.path().trim_start_matches("/fhir/");
     let (resource_type, id) = match path.split_once('/') {
         Some((t, id)) => (t, Some(id)),

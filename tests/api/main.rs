@@ -9,6 +9,7 @@ mod errors;
 mod fallback;
 mod feedback;
 mod helpers;
+mod input_bounds;
 mod invocation;
 mod operations;
 mod postgres_outage;

@@ -121,8 +121,10 @@ pub async fn discovery(
         (status = 404, description = "Unknown service", body = super::openapi::OperationOutcome),
         (status = 412, description = "Required data is neither prefetched nor obtainable from the FHIR server", body = super::openapi::OperationOutcome),
         (status = 413, description = "Body over the limit", body = super::openapi::OperationOutcome),
+        (status = 408, description = "The body did not arrive within server.body_timeout_ms", body = super::openapi::OperationOutcome),
         (status = 415, description = "Not JSON", body = super::openapi::OperationOutcome),
-        (status = 500, description = "Internal failure", body = super::openapi::OperationOutcome)
+        (status = 500, description = "Internal failure", body = super::openapi::OperationOutcome),
+        (status = 503, description = "Not answered within server.hook_deadline_ms, or tokens cannot be verified right now; send again", body = super::openapi::OperationOutcome)
     ))]
 pub async fn invoke(
     state: web::Data<AppState>,
@@ -175,9 +177,10 @@ pub async fn invoke(
         (status = 400, description = "Malformed feedback; the OperationOutcome names the field", body = super::openapi::OperationOutcome),
         (status = 401, description = "No valid CDS Hooks JWT", body = super::openapi::OperationOutcome),
         (status = 404, description = "Unknown service", body = super::openapi::OperationOutcome),
+        (status = 408, description = "The body did not arrive within server.body_timeout_ms", body = super::openapi::OperationOutcome),
         (status = 413, description = "Body over the limit", body = super::openapi::OperationOutcome),
         (status = 415, description = "Not JSON", body = super::openapi::OperationOutcome),
-        (status = 503, description = "The database is unavailable; send again", body = super::openapi::OperationOutcome)
+        (status = 503, description = "Not stored (the database cannot take the write); send again", body = super::openapi::OperationOutcome)
     ))]
 pub async fn feedback(
     state: web::Data<AppState>,

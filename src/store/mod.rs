@@ -367,9 +367,14 @@ impl Store {
 
     /// Writes issued cards in one transaction, many rows per statement (one round trip to
     /// the database per [`ROWS_PER_INSERT`] cards); a card already written is left as it is.
+    ///
+    /// The commit survives a crash of this process, not necessarily of the machine: SQLite
+    /// syncs the WAL at checkpoints rather than at each commit (`synchronous = NORMAL`), and
+    /// PostgreSQL commits asynchronously (`synchronous_commit = off`). Feedback, which is
+    /// acknowledged to the EHR, is always synced before its 200.
     pub async fn write_issued_cards(&self, cards: &[IssuedCard]) -> Result<(), StoreError> {
         let mut connection = self.writer().await?;
-        let result = insert_issued_cards(&mut connection, cards).await;
+        let result = insert_issued_cards(&mut connection, cards, self.single_instance).await;
         self.settle(connection, result)
     }
 
@@ -382,7 +387,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<FeedbackOutcome, StoreError> {
         let mut connection = self.writer().await?;
-        let result = insert_feedback(&mut connection, client, entries, now).await;
+        let result =
+            insert_feedback(&mut connection, client, entries, now, self.single_instance).await;
         self.settle(connection, result)
     }
 
@@ -473,8 +479,19 @@ impl Store {
 async fn insert_issued_cards(
     connection: &mut AnyConnection,
     cards: &[IssuedCard],
+    sqlite: bool,
 ) -> Result<(), sqlx::Error> {
+    if sqlite {
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *connection)
+            .await?;
+    }
     let mut tx = connection.begin().await?;
+    if !sqlite {
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+    }
     for chunk in cards.chunks(ROWS_PER_INSERT) {
         // The statement is built from constants only; the values are bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(issued_cards_insert(chunk.len())));
@@ -500,7 +517,13 @@ async fn insert_feedback(
     client: &ClientScope,
     entries: &[FeedbackEntry],
     now: DateTime<Utc>,
+    sqlite: bool,
 ) -> Result<FeedbackOutcome, sqlx::Error> {
+    if sqlite {
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *connection)
+            .await?;
+    }
     let mut tx = connection.begin().await?;
     let mut outcome = FeedbackOutcome::default();
     for entry in entries {

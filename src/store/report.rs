@@ -88,7 +88,7 @@ impl Store {
             rules.insert(rule_id, report);
         }
         for row in sqlx::query(
-            "SELECT c.rule_id, f.outcome, COUNT(*) FROM feedback f JOIN issued_cards c ON c.card_uuid = f.card_uuid \
+            "SELECT c.rule_id, f.outcome, COUNT(*) FROM feedback f JOIN issued_cards c ON c.card_uuid = f.card_uuid AND c.client_scope = f.client_scope \
              WHERE f.outcome_at >= $1 GROUP BY c.rule_id, f.outcome",
         )
         .bind(from)
@@ -107,7 +107,7 @@ impl Store {
         }
         for row in sqlx::query(
             "SELECT c.rule_id, COALESCE(f.reason_display, f.reason_code, '(none)'), COUNT(*) FROM feedback f \
-             JOIN issued_cards c ON c.card_uuid = f.card_uuid \
+             JOIN issued_cards c ON c.card_uuid = f.card_uuid AND c.client_scope = f.client_scope \
              WHERE f.outcome = 'overridden' AND f.outcome_at >= $1 \
              GROUP BY c.rule_id, COALESCE(f.reason_display, f.reason_code, '(none)')",
         )
@@ -125,7 +125,7 @@ impl Store {
         }
         let unknown: i64 = sqlx::query(
             "SELECT COUNT(*) FROM feedback f WHERE f.outcome_at >= $1 \
-             AND NOT EXISTS (SELECT 1 FROM issued_cards c WHERE c.card_uuid = f.card_uuid)",
+             AND NOT EXISTS (SELECT 1 FROM issued_cards c WHERE c.card_uuid = f.card_uuid AND c.client_scope = f.client_scope)",
         )
         .bind(from)
         .fetch_one(self.pool())

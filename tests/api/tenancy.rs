@@ -14,6 +14,7 @@ const PATIENT_VIEW: &str = "cramp-numbness-patient-view";
 const EHR_A: &str = "https://ehr-a.example";
 const EHR_B: &str = "https://ehr-b.example";
 const RULE: &str = "diuretic-low-magnesium";
+const ADMIN_TOKEN: &str = "tenancy-test-admin-token-of-32-bytes-or-more";
 
 async fn app() -> TestApp {
     let url = temp_database_url();
@@ -22,6 +23,7 @@ async fn app() -> TestApp {
         s.store.lookup_timeout_ms = 5_000;
         s.server.public_base_url = Some("https://cds.example".to_owned());
         s.auth.clients = vec![key_file_client(EHR_A), key_file_client(EHR_B)];
+        s.admin.token = Some(ADMIN_TOKEN.to_owned());
     })
     .await
 }
@@ -102,6 +104,27 @@ async fn a_client_cannot_send_feedback_about_another_clients_cards() {
     assert!(
         card_of(&hook(&app, EHR_A, None).await).is_some(),
         "B's feedback did not snooze A's rule"
+    );
+    let report: Value = app
+        .http
+        .get(format!("{}/admin/report", app.address))
+        .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["feedback_for_unknown_cards"], 1, "{report}");
+    let row = report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule_id"] == RULE)
+        .unwrap();
+    assert_eq!(
+        row["overridden"], 0,
+        "B's feedback is not counted on A's card: {report}"
     );
 }
 

@@ -13,6 +13,7 @@ pub mod docs;
 pub mod engine;
 pub mod fhir;
 pub mod hooks;
+pub mod http_body;
 pub mod invoke;
 pub mod knowledge;
 pub mod metrics;

@@ -10,6 +10,7 @@
 //! that is the authenticator's.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
 use reqwest::header::{CACHE_CONTROL, DATE, EXPIRES, HeaderMap, HeaderValue};
 
+use crate::http_body::{BodyError, read_limited};
 use crate::telemetry::escape_for_log;
 
 /// Where a client's keys come from.
@@ -358,7 +360,7 @@ impl Shared {
 
     /// The set at `url` and the lifetime its response declared.
     async fn fetch(&self, url: &str) -> Result<(JwkSet, Option<Duration>), String> {
-        let mut response = self
+        let response = self
             .http
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -376,19 +378,15 @@ impl Shared {
         }
         let declared = declared_lifetime(response.headers(), Utc::now());
         let max_bytes = self.policy.max_bytes;
-        let too_large = || format!("larger than auth.jwks_max_bytes ({max_bytes} bytes)");
-        let length = response.content_length();
-        if length.is_some_and(|length| length > max_bytes as u64) {
-            return Err(too_large());
-        }
-        // Counted as it arrives: a missing or false Content-Length cannot lift the cap.
-        let mut body = Vec::with_capacity(length.map_or(8 * 1024, |l| l as usize).min(max_bytes));
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > max_bytes {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_limited(response, max_bytes, |_| Ok::<(), Infallible>(()))
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => {
+                    format!("larger than auth.jwks_max_bytes ({max_bytes} bytes)")
+                }
+                BodyError::Read(e) => e.to_string(),
+                BodyError::Refused(never) => match never {},
+            })?;
         let set = serde_json::from_slice(&body).map_err(|e| format!("not a JWK Set: {e}"))?;
         Ok((set, declared))
     }

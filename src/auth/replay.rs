@@ -1,6 +1,7 @@
 //! The JWT replay cache: a `jti` is accepted once per issuer for as long as
-//! the caller says the token can be accepted (its `exp` plus the leeway). In memory here; a shared database implementation lets several
-//! instances reject a token replayed against any of them.
+//! the caller says the token can be accepted (its `exp` plus the leeway). In
+//! memory here; a shared database implementation lets several instances reject
+//! a token replayed against any of them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::auth::fhir_access::is_under;
+use crate::http_body::{BodyError, read_limited};
 
 /// Settings for FHIR server access.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -212,7 +213,7 @@ impl FhirClient {
         budget: &FetchBudget,
     ) -> Result<Page, FetchError> {
         tracing::debug!(path = url.path(), "fetching from the FHIR server");
-        let mut response = self
+        let response = self
             .http
             .get(url.clone())
             .bearer_auth(access_token)
@@ -225,27 +226,18 @@ impl FhirClient {
             return Err(FetchError::Status(status.as_u16()));
         }
         let limit = self.settings.max_response_bytes;
+        // A declared length over the response limit says so before the budget does.
         let declared = response.content_length();
-        if declared.is_some_and(|length| length > limit as u64) {
-            return Err(FetchError::ResponseTooLarge(limit));
-        }
-        if declared.is_some_and(|length| !budget.fits(length)) {
+        if declared.is_some_and(|length| length <= limit as u64 && !budget.fits(length)) {
             return Err(FetchError::TotalTooLarge(budget.max_total_bytes));
         }
-        let capacity = declared.map_or(8 * 1024, |length| length as usize);
-        let mut body = Vec::with_capacity(capacity.min(limit));
-        while let Some(chunk) = response
-            .chunk()
+        read_limited(response, limit, |bytes| budget.take(bytes))
             .await
-            .map_err(|e| FetchError::Unreachable(describe(&e)))?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(FetchError::ResponseTooLarge(limit));
-            }
-            budget.take(chunk.len())?;
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+            .map_err(|e| match e {
+                BodyError::TooLarge => FetchError::ResponseTooLarge(limit),
+                BodyError::Read(e) => FetchError::Unreachable(describe(&e)),
+                BodyError::Refused(e) => e,
+            })
     }
 }
 

@@ -72,27 +72,69 @@ struct Issue {
     committed: Option<oneshot::Sender<()>>,
 }
 
+/// The hook answers waiting to be written, oldest first, and how many cards they hold
+/// (kept as they come and go: the hook path never counts the queue).
+#[derive(Debug, Default)]
+struct Waiting {
+    issues: VecDeque<Issue>,
+    cards: usize,
+}
+
+impl Waiting {
+    fn push_back(&mut self, issue: Issue) {
+        self.cards += issue.cards.len();
+        self.issues.push_back(issue);
+    }
+
+    /// Puts a batch that could not be written back before newer answers, in its order.
+    fn put_back(&mut self, batch: Vec<Issue>) {
+        for issue in batch.into_iter().rev() {
+            self.cards += issue.cards.len();
+            self.issues.push_front(issue);
+        }
+    }
+
+    /// Drops the oldest answers until at most `capacity` cards wait (the newest answer always
+    /// stays); returns how many cards were dropped.
+    fn drop_oldest_beyond(&mut self, capacity: usize) -> u64 {
+        let mut dropped = 0;
+        while self.cards > capacity && self.issues.len() > 1 {
+            if let Some(oldest) = self.issues.pop_front() {
+                self.cards -= oldest.cards.len();
+                dropped += oldest.cards.len() as u64;
+            }
+        }
+        dropped
+    }
+
+    /// Takes whole answers from the front, at most `batch_size` cards but at least one answer.
+    fn take_batch(&mut self, batch_size: usize) -> Vec<Issue> {
+        let mut cards = 0;
+        let mut take = 0;
+        for issue in &self.issues {
+            if take > 0 && cards + issue.cards.len() > batch_size {
+                break;
+            }
+            cards += issue.cards.len();
+            take += 1;
+        }
+        self.cards -= cards;
+        self.issues.drain(..take).collect()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
-    issues: Mutex<VecDeque<Issue>>,
+    waiting: Mutex<Waiting>,
     /// Held while a batch is taken from the queue and written, so a flush that holds it sees
     /// every card not yet committed (none is in flight elsewhere).
     writing: tokio::sync::Mutex<()>,
     wake: Notify,
     dropped: AtomicU64,
     written: AtomicU64,
-    /// A hook's wait for its commit ran out, and no batch has been committed since: later
-    /// hooks do not wait (a database that hangs rather than fails costs one wait, not each).
+    /// A write failed or a hook's wait for its commit ran out, and no batch has been
+    /// committed since: hooks do not wait (a database that fails or hangs costs one wait).
     stalled: std::sync::atomic::AtomicBool,
-}
-
-impl Queue {
-    fn cards(&self) -> usize {
-        self.issues
-            .lock()
-            .map(|issues| issues.iter().map(|i| i.cards.len()).sum())
-            .unwrap_or(0)
-    }
 }
 
 /// Resolves when the cards it was issued for are committed; an error when they were dropped.
@@ -189,20 +231,16 @@ impl History {
             let _ = committed.send(());
             return receiver;
         }
-        let mut dropped = 0;
-        if let Ok(mut issues) = self.queue.issues.lock() {
-            let mut queued: usize = issues.iter().map(|i| i.cards.len()).sum();
-            while queued + cards.len() > self.capacity
-                && let Some(oldest) = issues.pop_front()
-            {
-                queued -= oldest.cards.len();
-                dropped += oldest.cards.len() as u64;
+        let dropped = match self.queue.waiting.lock() {
+            Ok(mut waiting) => {
+                waiting.push_back(Issue {
+                    cards,
+                    committed: Some(committed),
+                });
+                waiting.drop_oldest_beyond(self.capacity)
             }
-            issues.push_back(Issue {
-                cards,
-                committed: Some(committed),
-            });
-        }
+            Err(_) => 0,
+        };
         if dropped > 0 {
             let total = self.queue.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
             tracing::warn!(dropped, total, "history queue full; oldest entries dropped");
@@ -215,7 +253,7 @@ impl History {
     /// at all while the database is failing. Returns whether they were committed.
     pub async fn record_and_wait(&self, cards: Vec<IssuedCard>) -> bool {
         let committed = self.record(cards);
-        if self.store.is_failing() || self.queue.stalled.load(Ordering::Relaxed) {
+        if self.queue.stalled.load(Ordering::Relaxed) {
             return false;
         }
         match tokio::time::timeout(self.record_wait, committed).await {
@@ -230,7 +268,7 @@ impl History {
 
     /// Entries waiting to be written.
     pub fn queue_depth(&self) -> usize {
-        self.queue.cards()
+        self.queue.waiting.lock().map(|w| w.cards).unwrap_or(0)
     }
 
     /// Entries dropped because the queue was full.
@@ -318,19 +356,8 @@ impl History {
     /// Writes up to one batch (whole hook answers, at least one); on failure the batch goes back
     /// to the front of the queue. The caller holds `queue.writing`.
     async fn write_batch_locked(&self) -> Result<usize, StoreError> {
-        let batch: Vec<Issue> = match self.queue.issues.lock() {
-            Ok(mut issues) => {
-                let mut cards = 0;
-                let mut take = 0;
-                for issue in issues.iter() {
-                    if take > 0 && cards + issue.cards.len() > self.batch_size {
-                        break;
-                    }
-                    cards += issue.cards.len();
-                    take += 1;
-                }
-                issues.drain(..take).collect()
-            }
+        let batch = match self.queue.waiting.lock() {
+            Ok(mut waiting) => waiting.take_batch(self.batch_size),
             Err(_) => return Ok(0),
         };
         if batch.is_empty() {
@@ -352,6 +379,7 @@ impl History {
             }
             Err(e) => {
                 tracing::warn!(error = %e, entries = cards.len(), "history write failed; will retry");
+                self.queue.stalled.store(true, Ordering::Relaxed);
                 self.record_front(batch);
                 Err(e)
             }
@@ -360,19 +388,13 @@ impl History {
 
     /// Puts a failed batch back before newer entries, dropping the oldest beyond capacity.
     fn record_front(&self, batch: Vec<Issue>) {
-        let mut dropped = 0;
-        if let Ok(mut issues) = self.queue.issues.lock() {
-            for issue in batch.into_iter().rev() {
-                issues.push_front(issue);
+        let dropped = match self.queue.waiting.lock() {
+            Ok(mut waiting) => {
+                waiting.put_back(batch);
+                waiting.drop_oldest_beyond(self.capacity)
             }
-            let mut queued: usize = issues.iter().map(|i| i.cards.len()).sum();
-            while queued > self.capacity
-                && let Some(oldest) = issues.pop_front()
-            {
-                queued -= oldest.cards.len();
-                dropped += oldest.cards.len() as u64;
-            }
-        }
+            Err(_) => 0,
+        };
         if dropped > 0 {
             self.queue.dropped.fetch_add(dropped, Ordering::Relaxed);
             tracing::warn!(

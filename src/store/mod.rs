@@ -8,8 +8,7 @@ pub mod replay;
 pub mod report;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -222,31 +221,6 @@ fn file_identity(path: &str) -> Option<(u64, u64)> {
     Some((metadata.dev(), metadata.ino()))
 }
 
-/// How the last writes went: hook calls do not wait on a database that is failing.
-#[derive(Debug, Default)]
-struct WriteHealth {
-    failing_since: std::sync::Mutex<Option<Instant>>,
-}
-
-impl WriteHealth {
-    fn record(&self, ok: bool) {
-        if let Ok(mut failing) = self.failing_since.lock() {
-            match (ok, *failing) {
-                (true, _) => *failing = None,
-                (false, None) => *failing = Some(Instant::now()),
-                (false, Some(_)) => {}
-            }
-        }
-    }
-
-    fn failing(&self) -> bool {
-        self.failing_since
-            .lock()
-            .map(|f| f.is_some())
-            .unwrap_or(true)
-    }
-}
-
 /// The database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -254,7 +228,6 @@ pub struct Store {
     patient_key: Vec<u8>,
     single_instance: bool,
     file: Option<DatabaseFile>,
-    health: Arc<WriteHealth>,
 }
 
 impl Store {
@@ -314,7 +287,6 @@ impl Store {
             patient_key,
             single_instance: is_sqlite,
             file,
-            health: Arc::new(WriteHealth::default()),
         })
     }
 
@@ -333,36 +305,23 @@ impl Store {
 
     /// A pooled connection for a write, after checking the database file is still the one opened.
     async fn writer(&self) -> Result<PoolConnection<Any>, StoreError> {
-        if let Some(file) = &self.file
-            && let Err(e) = file.check()
-        {
-            self.health.record(false);
-            return Err(e);
+        if let Some(file) = &self.file {
+            file.check()?;
         }
-        self.pool.acquire().await.map_err(|e| {
-            self.health.record(false);
-            StoreError::from(e)
-        })
+        Ok(self.pool.acquire().await?)
     }
 
     /// Ends a write: a connection that saw an error is closed, never reused (after a failed
     /// commit SQLite and the driver can disagree on whether a transaction is open, and later
     /// "commits" on it would acknowledge rows that are never written).
     fn settle<T>(
-        &self,
         mut connection: PoolConnection<Any>,
         result: Result<T, sqlx::Error>,
     ) -> Result<T, StoreError> {
         if result.is_err() {
             connection.close_on_drop();
         }
-        self.health.record(result.is_ok());
         result.map_err(StoreError::from)
-    }
-
-    /// Whether the last write failed (and none succeeded since).
-    pub fn is_failing(&self) -> bool {
-        self.health.failing()
     }
 
     /// Writes issued cards in one transaction, many rows per statement (one round trip to
@@ -375,7 +334,7 @@ impl Store {
     pub async fn write_issued_cards(&self, cards: &[IssuedCard]) -> Result<(), StoreError> {
         let mut connection = self.writer().await?;
         let result = insert_issued_cards(&mut connection, cards, self.single_instance).await;
-        self.settle(connection, result)
+        Self::settle(connection, result)
     }
 
     /// Stores feedback from `client`, received at `now`; an entry already stored (same card,
@@ -389,7 +348,7 @@ impl Store {
         let mut connection = self.writer().await?;
         let result =
             insert_feedback(&mut connection, client, entries, now, self.single_instance).await;
-        self.settle(connection, result)
+        Self::settle(connection, result)
     }
 
     /// Proves the database takes a write now: for readiness.
@@ -403,7 +362,7 @@ impl Store {
         .execute(&mut *connection)
         .await
         .map(|_| ());
-        self.settle(connection, result)
+        Self::settle(connection, result)
     }
 
     /// Every override given since `since`, by patient hash (to build an in-memory index).

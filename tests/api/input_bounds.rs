@@ -84,19 +84,7 @@ async fn a_next_link_to_a_sibling_of_the_base_path_is_not_followed() {
 use crate::helpers::{TestApp, spawn_app_with};
 
 async fn post_feedback(app: &TestApp, body: &Value) -> (u16, Value) {
-    let response = app
-        .http
-        .post(format!(
-            "{}/cds-services/{PATIENT_VIEW}/feedback",
-            app.address
-        ))
-        .header("Content-Type", "application/json")
-        .body(serde_json::to_vec(body).unwrap())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.post_feedback(PATIENT_VIEW, body).await
 }
 
 fn an_override() -> Value {

@@ -271,6 +271,10 @@ impl Store {
                         sqlx::query("PRAGMA busy_timeout = 2000")
                             .execute(&mut *connection)
                             .await?;
+                        // Card history commits without a sync; feedback raises it to FULL.
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *connection)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -440,11 +444,6 @@ async fn insert_issued_cards(
     cards: &[IssuedCard],
     sqlite: bool,
 ) -> Result<(), sqlx::Error> {
-    if sqlite {
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *connection)
-            .await?;
-    }
     let mut tx = connection.begin().await?;
     if !sqlite {
         sqlx::query("SET LOCAL synchronous_commit = off")
@@ -549,6 +548,12 @@ async fn insert_feedback(
         }
     }
     tx.commit().await?;
+    if sqlite {
+        // Back to the connection's usual mode; a failure only leaves it syncing more.
+        let _ = sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *connection)
+            .await;
+    }
     Ok(outcome)
 }
 

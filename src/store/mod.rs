@@ -262,6 +262,9 @@ impl Store {
                 2.min(settings.max_connections)
             })
             .acquire_timeout(Duration::from_secs(5))
+            // A broken connection shows on use, and a connection that saw an error is closed
+            // (`settle`); a test query per acquire would cost a round trip on every write.
+            .test_before_acquire(false)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if is_sqlite {
@@ -444,6 +447,14 @@ async fn insert_issued_cards(
     cards: &[IssuedCard],
     sqlite: bool,
 ) -> Result<(), sqlx::Error> {
+    // One statement is atomic by itself: a batch of one chunk needs no explicit transaction
+    // (on SQLite; PostgreSQL takes its commit setting inside one).
+    if sqlite && cards.len() <= ROWS_PER_INSERT {
+        return issued_cards_statement(cards)
+            .execute(connection)
+            .await
+            .map(|_| ());
+    }
     let mut tx = connection.begin().await?;
     if !sqlite {
         sqlx::query("SET LOCAL synchronous_commit = off")
@@ -451,23 +462,30 @@ async fn insert_issued_cards(
             .await?;
     }
     for chunk in cards.chunks(ROWS_PER_INSERT) {
-        // The statement is built from constants only; the values are bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(issued_cards_insert(chunk.len())));
-        for card in chunk {
-            query = query
-                .bind(&card.card_uuid)
-                .bind(card.client_scope.as_str())
-                .bind(&card.service_id)
-                .bind(&card.rule_id)
-                .bind(&card.indicator)
-                .bind(&card.hook_instance)
-                .bind(&card.patient_hash)
-                .bind(card.issued_at.timestamp())
-                .bind(serde_json::to_string(&card.suggestion_uuids).unwrap_or_default());
-        }
-        query.execute(&mut *tx).await?;
+        issued_cards_statement(chunk).execute(&mut *tx).await?;
     }
     tx.commit().await
+}
+
+/// The multi-row `INSERT` of `cards` (at most [`ROWS_PER_INSERT`]), its values bound.
+fn issued_cards_statement(
+    cards: &[IssuedCard],
+) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments> {
+    // The statement is built from constants only; the values are bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(issued_cards_insert(cards.len())));
+    for card in cards {
+        query = query
+            .bind(&card.card_uuid)
+            .bind(card.client_scope.as_str())
+            .bind(&card.service_id)
+            .bind(&card.rule_id)
+            .bind(&card.indicator)
+            .bind(&card.hook_instance)
+            .bind(&card.patient_hash)
+            .bind(card.issued_at.timestamp())
+            .bind(serde_json::to_string(&card.suggestion_uuids).unwrap_or_default());
+    }
+    query
 }
 
 async fn insert_feedback(

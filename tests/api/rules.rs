@@ -24,9 +24,35 @@ struct Expectation {
     absent: Vec<String>,
 }
 
+/// The expectations of `fixtures/expectations.toml` and of every file under
+/// `fixtures/expectations/`; a fixture named twice is an error.
 fn expectations() -> BTreeMap<String, Expectation> {
-    let path = format!("{}/fixtures/expectations.toml", env!("CARGO_MANIFEST_DIR"));
-    toml::from_str(&std::fs::read_to_string(path).unwrap()).expect("expectations parse")
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files = vec![std::path::PathBuf::from(format!(
+        "{root}/fixtures/expectations.toml"
+    ))];
+    if let Ok(entries) = std::fs::read_dir(format!("{root}/fixtures/expectations")) {
+        let mut more: Vec<_> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    let mut all = BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let parsed: BTreeMap<String, Expectation> =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for (name, expectation) in parsed {
+            assert!(
+                all.insert(name.clone(), expectation).is_none(),
+                "{name} is expected twice ({})",
+                file.display()
+            );
+        }
+    }
+    all
 }
 
 fn card_of<'a>(cards: &'a [Value], rule: &str) -> Option<&'a Value> {

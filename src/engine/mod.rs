@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::fhir::record::PatientRecord;
 use crate::hooks::Hook;
 use crate::knowledge::Knowledge;
-use crate::knowledge::criteria::{Criterion, DoseTest, LabTest};
+use crate::knowledge::criteria::{Criterion, DoseTest, LabTest, WhenAbsent};
 use crate::knowledge::rule::{Indicator, Rule};
 pub use matching::system_name;
 
@@ -337,12 +337,37 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
                 })
                 .filter_map(|condition| {
                     let how = matching::match_concept(set, &condition.concept)?;
+                    let site = match &c.body_site {
+                        None => String::new(),
+                        Some(test) => {
+                            let sites = &scope.knowledge.valuesets[test.valueset];
+                            match condition
+                                .body_sites
+                                .iter()
+                                .find(|s| matching::match_concept(sites, s).is_some())
+                            {
+                                Some(found) => format!(", body site {}", found.name()),
+                                None if condition.body_sites.is_empty()
+                                    && test.when_absent == WhenAbsent::Counts =>
+                                {
+                                    ", no body site stated".to_owned()
+                                }
+                                None => return None,
+                            }
+                        }
+                    };
                     let onset = condition
                         .onset
                         .map(|o| format!(", onset {}", o.format("%Y-%m-%d")))
                         .unwrap_or_default();
+                    let tentative = match condition.verification_status.as_deref() {
+                        Some(status) if condition.is_tentative() => {
+                            format!(", verification status {status}")
+                        }
+                        _ => String::new(),
+                    };
                     Some(format!(
-                        "Active condition: {} ({how}; {}, clinical status {}{onset})",
+                        "Active condition: {} ({how}; {}, clinical status {}{tentative}{onset}{site})",
                         condition.concept.name(),
                         condition.reference,
                         condition.clinical_status.as_deref().unwrap_or("not stated"),
@@ -357,7 +382,7 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
             let mut evidence = Vec::new();
             for medication in &scope.record.medications {
                 let counts = if c.ever {
-                    medication.status != "entered-in-error"
+                    medication.counts_as_trial()
                 } else {
                     medication.is_active()
                 };
@@ -475,10 +500,20 @@ pub fn describe(criterion: &Criterion, knowledge: &Knowledge) -> String {
                 .join(" or ")
         ),
         Criterion::Named(named) => named.description.clone(),
-        Criterion::Condition(c) => format!(
-            "an active condition in \"{}\"",
-            knowledge.valuesets[c.valueset].title
-        ),
+        Criterion::Condition(c) => {
+            let site = c.body_site.as_ref().map_or(String::new(), |site| {
+                let absent = match site.when_absent {
+                    WhenAbsent::Counts => " or with no site stated",
+                    WhenAbsent::DoesNotCount => "",
+                };
+                let title = &knowledge.valuesets[site.valueset].title;
+                format!(" at a site in \"{title}\"{absent}")
+            });
+            format!(
+                "an active condition in \"{}\"{site}",
+                knowledge.valuesets[c.valueset].title
+            )
+        }
         Criterion::Medication(c) => {
             let which = if c.ever {
                 "a current or past"

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::record::PatientRecord;
+use super::record::{IssueTopic, PatientRecord};
 use crate::hooks::object_or::ObjectOr;
 use cramp_fhir_parse::{ParsedResource, parse_resource};
 
@@ -56,6 +56,8 @@ type EntryShape<'a> = ObjectOr<EntryMembers<'a>>;
 
 #[derive(Deserialize)]
 struct EntryMembers<'a> {
+    #[serde(default, rename = "fullUrl")]
+    full_url: Option<String>,
     #[serde(default, borrow)]
     resource: Option<&'a RawValue>,
     #[serde(default, borrow)]
@@ -74,9 +76,36 @@ fn search_mode(search: Option<&RawValue>) -> Option<String> {
         .mode
 }
 
+/// The topic of an issue about `raw`, from its leading `resourceType` when it has one.
+fn topic_of(raw: &[u8]) -> IssueTopic {
+    cramp_fhir_parse::leading_resource_type(raw)
+        .map(IssueTopic::of_resource_type)
+        .unwrap_or(IssueTopic::Other)
+}
+
 /// Adds every resource in `bytes` (a resource or a Bundle) to the record.
 /// `location` names the source in reported issues (e.g. `prefetch.observations`).
 pub fn add_document(record: &mut PatientRecord, bytes: &[u8], location: &str) -> Document {
+    add_kept(record, bytes, location, |_| true)
+}
+
+/// Adds only the Medication resources in `bytes` (a Medication or a Bundle); everything else,
+/// unreadable entries included, is skipped silently.
+pub fn add_medications_only(record: &mut PatientRecord, bytes: &[u8], location: &str) {
+    let mut scratch = PatientRecord::new(record.patient_id.clone());
+    add_kept(&mut scratch, bytes, location, |resource| {
+        matches!(resource, ParsedResource::Medication(_))
+    });
+    record.take_medications_from(scratch);
+}
+
+/// Adds the resources of `bytes` that `keep` accepts.
+fn add_kept(
+    record: &mut PatientRecord,
+    bytes: &[u8],
+    location: &str,
+    keep: fn(&ParsedResource) -> bool,
+) -> Document {
     let trimmed = bytes.trim_ascii();
     if trimmed == b"null" {
         return Document::Null;
@@ -89,7 +118,7 @@ pub fn add_document(record: &mut PatientRecord, bytes: &[u8], location: &str) ->
         },
     };
     match resource_type.as_deref() {
-        Some("Bundle") => add_bundle(record, trimmed, location),
+        Some("Bundle") => add_bundle(record, trimmed, location, keep),
         Some("OperationOutcome") => {
             let text = match parse_resource(trimmed) {
                 Ok(parsed) => outcome_text(&parsed.resource),
@@ -99,14 +128,16 @@ pub fn add_document(record: &mut PatientRecord, bytes: &[u8], location: &str) ->
         }
         Some(_) => match parse_resource(trimmed) {
             Ok(parsed) => {
-                record.add(parsed.resource, trimmed, location);
+                if keep(&parsed.resource) {
+                    record.add(parsed.resource, trimmed, location);
+                }
                 Document::Resources {
                     count: 1,
                     next: None,
                 }
             }
             Err(e) => {
-                record.add_issue(location, e.to_string());
+                record.add_issue(topic_of(trimmed), location, e.to_string());
                 Document::Unreadable(e.to_string())
             }
         },
@@ -114,7 +145,12 @@ pub fn add_document(record: &mut PatientRecord, bytes: &[u8], location: &str) ->
     }
 }
 
-fn add_bundle(record: &mut PatientRecord, bytes: &[u8], location: &str) -> Document {
+fn add_bundle(
+    record: &mut PatientRecord,
+    bytes: &[u8],
+    location: &str,
+    keep: fn(&ParsedResource) -> bool,
+) -> Document {
     let bundle: BundleShape<'_> = match serde_json::from_slice(bytes) {
         Ok(bundle) => bundle,
         Err(e) => return Document::Unreadable(format!("the Bundle could not be read: {e}")),
@@ -122,10 +158,11 @@ fn add_bundle(record: &mut PatientRecord, bytes: &[u8], location: &str) -> Docum
     let mut count = 0;
     for (index, entry) in bundle.entry.into_iter().enumerate() {
         let entry_location = format!("{location}.entry[{index}]");
-        let (resource, search) = match entry {
-            ObjectOr::Object(members) => (members.resource, members.search),
+        let (resource, search, full_url) = match entry {
+            ObjectOr::Object(members) => (members.resource, members.search, members.full_url),
             ObjectOr::NotAnObject(kind) => {
                 record.add_issue(
+                    IssueTopic::Other,
                     entry_location,
                     format!("the entry could not be read: it is {kind}, not an object"),
                 );
@@ -142,15 +179,18 @@ fn add_bundle(record: &mut PatientRecord, bytes: &[u8], location: &str) -> Docum
                     || matches!(parsed.resource, ParsedResource::OperationOutcome(_));
                 if is_outcome {
                     record.add_issue(
+                        IssueTopic::Other,
                         entry_location,
                         format!("search outcome: {}", outcome_text(&parsed.resource)),
                     );
                     continue;
                 }
-                record.add(parsed.resource, raw, &entry_location);
-                count += 1;
+                if keep(&parsed.resource) {
+                    record.add_entry(parsed.resource, raw, &entry_location, full_url.as_deref());
+                    count += 1;
+                }
             }
-            Err(e) => record.add_issue(entry_location, e.to_string()),
+            Err(e) => record.add_issue(topic_of(raw), entry_location, e.to_string()),
         }
     }
     let next = bundle
@@ -172,7 +212,11 @@ pub fn add_draft_orders(
     let shape: BundleShape<'_> = match serde_json::from_str(bundle.get()) {
         Ok(shape) => shape,
         Err(e) => {
-            record.add_issue(location, format!("the Bundle could not be read: {e}"));
+            record.add_issue(
+                IssueTopic::Other,
+                location,
+                format!("the Bundle could not be read: {e}"),
+            );
             return Vec::new();
         }
     };
@@ -180,29 +224,40 @@ pub fn add_draft_orders(
         let entry_location = format!("{location}.entry[{index}]");
         let ObjectOr::Object(EntryMembers {
             resource: Some(resource),
+            full_url,
             ..
         }) = entry
         else {
-            record.add_issue(entry_location, "the entry has no readable resource");
+            record.add_issue(
+                IssueTopic::Other,
+                entry_location,
+                "the entry has no readable resource",
+            );
             continue;
         };
+        let raw = resource.get().as_bytes();
         let value: serde_json::Value = match serde_json::from_str(resource.get()) {
             Ok(value) => value,
             Err(e) => {
-                record.add_issue(entry_location, e.to_string());
+                record.add_issue(topic_of(raw), entry_location, e.to_string());
                 continue;
             }
         };
-        match parse_resource(resource.get().as_bytes()) {
+        match parse_resource(raw) {
             Ok(parsed) => {
                 for repair in &parsed.repairs {
                     tracing::debug!(location = %entry_location, %repair, "draft order repaired");
                 }
-                record.add_draft_order(&parsed.resource, value, selections);
+                if matches!(parsed.resource, ParsedResource::Medication(_)) {
+                    record.add_draft_medication(parsed.resource, full_url.as_deref());
+                    continue;
+                }
+                record.add_draft_order(&parsed.resource, value, selections, &entry_location);
             }
             Err(e) => {
                 tracing::warn!(location = %entry_location, error = %e, "draft order could not be read");
                 record.add_issue(
+                    topic_of(raw),
                     entry_location,
                     format!("draft order could not be read: {e}"),
                 );

@@ -19,8 +19,9 @@ use crate::auth::FhirAccess;
 use crate::hooks::template::{RenderError, TokenValues};
 use crate::hooks::{Hook, HookCall, RequestError};
 use crate::knowledge::services::Service;
-use documents::{Document, add_document, add_draft_orders};
+use documents::{Document, add_document, add_draft_orders, add_medications_only};
 pub use fetch::{FetchError, FhirClient, FhirClientSettings};
+use record::IssueTopic;
 pub use record::PatientRecord;
 
 /// Why the patient's data could not be gathered.
@@ -79,7 +80,7 @@ pub async fn gather(
                     (Some(render()), false)
                 }
                 Document::Unreadable(problem) => {
-                    record.add_issue(&location, problem);
+                    record.add_issue(IssueTopic::Other, &location, problem);
                     (Some(render()), false)
                 }
             },
@@ -120,6 +121,7 @@ pub async fn gather(
         other => other.as_ref(),
     };
     fetch_pending(call, server, client, pending, &mut record).await?;
+    add_medications_from_other_keys(call, service, &mut record);
 
     if let Some(bundle) = call.context.draft_orders {
         let selections =
@@ -146,6 +148,23 @@ pub async fn gather(
     Ok(record)
 }
 
+/// Reads the Medication resources of prefetch keys the service did not ask for (e.g. a
+/// `medications` Bundle some EHRs add), so `medicationReference`s to them resolve. Nothing
+/// else in such a key is used: clinical facts come only from the service's own templates.
+fn add_medications_from_other_keys(
+    call: &HookCall<'_>,
+    service: &Service,
+    record: &mut PatientRecord,
+) {
+    for (key, raw) in &call.prefetch {
+        if service.templates.iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        let location = format!("prefetch.{key}");
+        add_medications_only(record, raw.get().as_bytes(), &location);
+    }
+}
+
 async fn fetch_pending(
     call: &HookCall<'_>,
     server: Option<&url::Url>,
@@ -159,6 +178,7 @@ async fn fetch_pending(
     let (Some(server), Some(authorization)) = (server, &call.fhir_authorization) else {
         for partial in pending.iter().filter(|p| p.next_page_only) {
             record.add_issue(
+                IssueTopic::Other,
                 format!("prefetch.{}", partial.key),
                 "only the first page was sent and there is no FHIR server access to read the rest",
             );
@@ -196,7 +216,7 @@ async fn fetch_pending(
                     if let Document::OperationOutcome(text) | Document::Unreadable(text) =
                         add_document(record, page, &location)
                     {
-                        record.add_issue(&location, text);
+                        record.add_issue(IssueTopic::Other, &location, text);
                     }
                 }
             }
@@ -210,7 +230,11 @@ async fn fetch_pending(
                         None => reasons.push((reason, vec![fetch.key.clone()])),
                     }
                 } else {
-                    record.add_issue(format!("fetched.{}", fetch.key), error.to_string());
+                    record.add_issue(
+                        IssueTopic::Other,
+                        format!("fetched.{}", fetch.key),
+                        error.to_string(),
+                    );
                 }
             }
         }

@@ -57,6 +57,27 @@ pub struct ConditionCriterion {
     pub valueset: usize,
     /// When set, the condition's onset must be at least this many days before now.
     pub onset_at_least_days_ago: Option<i64>,
+    /// When set, where the condition is (`Condition.bodySite`) must also match.
+    pub body_site: Option<BodySiteTest>,
+}
+
+/// A test on a condition's `bodySite`.
+#[derive(Debug, Clone)]
+pub struct BodySiteTest {
+    /// Index of the value set of body structures that count.
+    pub valueset: usize,
+    /// Whether a condition that names no coded body site counts.
+    pub when_absent: WhenAbsent,
+}
+
+/// What a body-site test does with a condition that names no coded body site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenAbsent {
+    /// The condition counts (e.g. numbness of unstated site, which is usually in the feet).
+    Counts,
+    /// The condition does not count: only a stated site in the value set does.
+    DoesNotCount,
 }
 
 /// Matches medications on record.
@@ -64,7 +85,9 @@ pub struct ConditionCriterion {
 pub struct MedicationCriterion {
     /// Index of the value set.
     pub valueset: usize,
-    /// Whether past medications count too (any status but entered-in-error), not only active ones.
+    /// Whether past medications count too (those taken at some time: completed or stopped,
+    /// never not-taken, cancelled or entered-in-error; see `MedicationEntry::counts_as_trial`),
+    /// not only active ones.
     pub ever: bool,
     /// How many different drugs of the value set must be found (1 by default).
     pub min_distinct: usize,
@@ -157,11 +180,35 @@ pub struct RawCriterion {
     pub label: Option<String>,
 }
 
+/// The TOML form of a `condition` criterion.
+///
+/// - `valueset` (required): the value set the condition's code must be in.
+/// - `onset_at_least_days_ago`: the onset (else the recorded date) is at least this many days ago.
+/// - `body_site`: a [`RawBodySiteTest`]; the condition must also be at a site in its value set.
+///
+/// Only active conditions count (clinical status active, recurrence or relapse, or none and
+/// no abatement; not refuted or entered in error).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConditionCriterion {
     valueset: String,
     onset_at_least_days_ago: Option<i64>,
+    body_site: Option<RawBodySiteTest>,
+}
+
+/// The TOML form of a condition's body-site test, e.g.
+/// `body_site = { valueset = "body-site-lower-limb", when_absent = "counts" }`.
+///
+/// - `valueset` (required): body structure codes (SNOMED CT) that count; a condition counts
+///   when any of its coded `bodySite` entries is in it.
+/// - `when_absent` (required, so each rule says it explicitly): `"counts"` or
+///   `"does-not-count"`, what a condition with no coded `bodySite` does. A `bodySite` with
+///   only text is treated as absent, since it cannot be matched.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBodySiteTest {
+    valueset: String,
+    when_absent: WhenAbsent,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,9 +330,18 @@ impl RawCriterion {
             return Ok(Criterion::Hook(hooks));
         }
         if let Some(c) = self.condition {
+            let body_site = match c.body_site {
+                Some(site) => Some(BodySiteTest {
+                    valueset: valueset(&site.valueset)
+                        .map_err(|e| format!("condition body_site: {e}"))?,
+                    when_absent: site.when_absent,
+                }),
+                None => None,
+            };
             return Ok(Criterion::Condition(ConditionCriterion {
                 valueset: valueset(&c.valueset)?,
                 onset_at_least_days_ago: c.onset_at_least_days_ago,
+                body_site,
             }));
         }
         if let Some(c) = self.medication {

@@ -483,3 +483,66 @@ fn milligrams(threshold: &RawThreshold) -> Result<f64, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Knows one value set per name in `valuesets`, and nothing else.
+    struct ValueSetsOnly(&'static [&'static str]);
+
+    impl CriterionScope for ValueSetsOnly {
+        fn valueset(&self, id: &str) -> Option<usize> {
+            self.0.iter().position(|v| *v == id)
+        }
+        fn analyte(&self, _: &str) -> Option<usize> {
+            None
+        }
+        fn threshold(&self, _: usize, _: f64, _: &str) -> Option<f64> {
+            None
+        }
+        fn named(&self, _: &str) -> Option<Arc<NamedCriterion>> {
+            None
+        }
+    }
+
+    fn condition(toml_text: &str) -> Result<Criterion, String> {
+        let raw: RawCriterion = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        raw.validate(&ValueSetsOnly(&["numbness", "lower-limb"]))
+    }
+
+    #[test]
+    fn a_body_site_test_is_read_with_what_an_absent_site_does() {
+        let criterion = condition(
+            r#"condition = { valueset = "numbness", body_site = { valueset = "lower-limb", when_absent = "does-not-count" } }"#,
+        )
+        .unwrap();
+        let Criterion::Condition(c) = criterion else {
+            panic!("not a condition criterion");
+        };
+        let site = c.body_site.unwrap();
+        assert_eq!(site.valueset, 1);
+        assert_eq!(site.when_absent, WhenAbsent::DoesNotCount);
+    }
+
+    #[test]
+    fn a_body_site_test_must_say_what_an_absent_site_does() {
+        let error = condition(
+            r#"condition = { valueset = "numbness", body_site = { valueset = "lower-limb" } }"#,
+        )
+        .unwrap_err();
+        assert!(error.contains("when_absent"), "{error}");
+    }
+
+    #[test]
+    fn a_body_site_test_names_an_unknown_value_set() {
+        let error = condition(
+            r#"condition = { valueset = "numbness", body_site = { valueset = "arm", when_absent = "counts" } }"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("body_site") && error.contains("'arm'"),
+            "{error}"
+        );
+    }
+}

@@ -185,7 +185,7 @@ fn check_names_the_file_of_a_missing_citation() {
     let message = check_broken(|dir| {
         edit(
             dir.join("rules/cirrhosis-cramps.toml"),
-            "label = \"Guideline directed topic overview, muscle cramps (2025): cirrhosis section\"",
+            "label = \"Guideline Directed Topic Overview (Dr.Oracle Medical Advisory Board & Editors, 2025), cirrhosis section, as cited in What is the initial workup and management for a patient presenting with leg cramps? (Dr.Oracle, 2025)\"",
             "label = \"\"",
         );
     });

@@ -22,6 +22,9 @@ struct Expectation {
     also_fires: Vec<String>,
     #[serde(default)]
     absent: Vec<String>,
+    /// Text the fired card's detail must not contain (advice that does not apply to this patient).
+    #[serde(default)]
+    detail_lacks: Vec<String>,
 }
 
 /// The expectations of `fixtures/expectations.toml` and of every file under
@@ -84,6 +87,12 @@ async fn every_fixture_gives_exactly_the_cards_its_expectation_names() {
                 assert!(
                     detail.contains(evidence.as_str()),
                     "{fixture}: missing {evidence:?} in\n{detail}"
+                );
+            }
+            for text in &expected.detail_lacks {
+                assert!(
+                    !detail.contains(text.as_str()),
+                    "{fixture}: unexpected {text:?} in\n{detail}"
                 );
             }
             if let Some(labels) = &expected.suggestions {
@@ -239,10 +248,16 @@ async fn every_card_links_to_its_rule_page_and_the_page_explains_the_rule() {
     let app = spawn_app().await;
     let (_, body) = app.post_fixture("quinine-order-sign.fire").await;
     let card = card_of(cards(&body), "quinine-for-cramps").unwrap();
-    assert_eq!(
-        card["source"]["url"],
-        "http://127.0.0.1:8080/rules/quinine-for-cramps"
+    // source.url is the cited source (the FDA communication); the rule page is always a link.
+    let rule_page = "http://127.0.0.1:8080/rules/quinine-for-cramps";
+    assert!(
+        card["source"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://www.fda.gov/")
     );
+    let links = card["links"].as_array().unwrap();
+    assert!(links.iter().any(|l| l["url"] == rule_page), "{links:?}");
     assert_eq!(card["links"][0]["type"], "absolute");
     let page = app
         .http

@@ -660,8 +660,33 @@ pub fn describe(criterion: &Criterion, knowledge: &Knowledge) -> String {
                 DoseTest::Above(limit) => format!(" above {} mg a day", trim_number(limit)),
                 DoseTest::Unknown => " whose daily dose cannot be computed".to_owned(),
             };
+            let mut limits = Vec::new();
+            if !c.routes.is_empty() {
+                let routes: Vec<&str> = c.routes.iter().map(|r| r.as_str()).collect();
+                limits.push(format!("given by the {} route", routes.join(" or ")));
+            }
+            if let Some(set) = c.reason {
+                limits.push(format!(
+                    "ordered for a reason in \"{}\"",
+                    knowledge.valuesets[set].title
+                ));
+            }
+            if let Some(set) = c.reason_not {
+                limits.push(format!(
+                    "not ordered for a reason in \"{}\"",
+                    knowledge.valuesets[set].title
+                ));
+            }
+            if let Some(set) = c.except {
+                limits.push(format!("not in \"{}\"", knowledge.valuesets[set].title));
+            }
+            let limits = if limits.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", limits.join(", "))
+            };
             format!(
-                "an order being placed in \"{}\"{dose}",
+                "an order being placed in \"{}\"{dose}{limits}",
                 knowledge.valuesets[c.valueset].title
             )
         }

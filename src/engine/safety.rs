@@ -270,3 +270,134 @@ pub(super) fn withhold_repeated_orders(findings: &mut [Finding<'_>], record: &Pa
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone, Utc};
+
+    use crate::engine::{Engine, Evaluation};
+    use crate::fhir::dose::DailyDose;
+    use crate::fhir::record::{Code, Concept, DraftOrder, PatientRecord};
+    use crate::hooks::Hook;
+    use crate::knowledge::rule::SafetyReason;
+    use crate::knowledge::{Knowledge, KnowledgeSource};
+
+    fn knowledge() -> Knowledge {
+        Knowledge::load(&KnowledgeSource::BuiltIn).expect("the shipped knowledge loads")
+    }
+
+    fn draft(name: &str, mg_per_day: f64, route: serde_json::Value) -> DraftOrder {
+        DraftOrder {
+            reference: "MedicationRequest/draft".into(),
+            resource_type: "MedicationRequest".into(),
+            concept: Concept {
+                codings: vec![Code {
+                    system: "http://www.nlm.nih.gov/research/umls/rxnorm".into(),
+                    code: "0".into(),
+                    display: Some(name.into()),
+                }],
+                text: None,
+            },
+            in_scope: true,
+            resource: serde_json::json!({"resourceType": "MedicationRequest",
+                "dosageInstruction": [{"route": route}]}),
+            daily_dose: Ok(DailyDose {
+                mg_per_day,
+                working: "test".into(),
+            }),
+            oral: None,
+        }
+    }
+
+    fn evaluate<'k>(knowledge: &'k Knowledge, record: &PatientRecord) -> Evaluation<'k> {
+        let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        Engine::new(knowledge).evaluate(record, Hook::OrderSign, now)
+    }
+
+    fn gabapentin_900_for(birth_date: Option<NaiveDate>) -> PatientRecord {
+        let mut record = PatientRecord::new("p");
+        record.birth_date = birth_date;
+        record.draft_orders.push(draft(
+            "gabapentin 300 MG Oral Capsule",
+            900.0,
+            serde_json::json!({"text": "oral"}),
+        ));
+        record
+    }
+
+    fn withheld_reasons(evaluation: &Evaluation<'_>, rule: &str) -> Vec<SafetyReason> {
+        evaluation
+            .findings
+            .iter()
+            .filter(|f| f.rule.id == rule)
+            .flat_map(|f| f.withheld.iter().map(|w| w.reason))
+            .collect()
+    }
+
+    #[test]
+    fn a_dose_update_is_withheld_under_18_and_without_a_birth_date_but_offered_at_18() {
+        let knowledge = knowledge();
+        let child = gabapentin_900_for(NaiveDate::from_ymd_opt(2011, 3, 2));
+        let unknown = gabapentin_900_for(None);
+        let adult = gabapentin_900_for(NaiveDate::from_ymd_opt(2008, 11, 1));
+        for record in [&child, &unknown] {
+            let evaluation = evaluate(&knowledge, record);
+            assert_eq!(
+                withheld_reasons(&evaluation, "gabapentinoid-dose"),
+                vec![SafetyReason::Age]
+            );
+            assert!(evaluation.findings[0].suggestions.is_empty());
+        }
+        let evaluation = evaluate(&knowledge, &adult);
+        assert!(withheld_reasons(&evaluation, "gabapentinoid-dose").is_empty());
+        assert_eq!(evaluation.findings[0].suggestions.len(), 1);
+    }
+
+    #[test]
+    fn an_intravenous_magnesium_order_keeps_the_supplement_rule_quiet_for_its_route() {
+        let knowledge = knowledge();
+        let mut record = PatientRecord::new("p");
+        record.birth_date = NaiveDate::from_ymd_opt(1960, 1, 1);
+        record.draft_orders.push(draft(
+            "magnesium sulfate 500 MG/ML Injectable Solution",
+            2000.0,
+            serde_json::json!({"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]}),
+        ));
+        let evaluation = evaluate(&knowledge, &record);
+        assert!(evaluation.findings.is_empty());
+        let quiet: Vec<_> = evaluation
+            .quieted
+            .iter()
+            .map(|q| (q.rule_id.as_str(), q.reason))
+            .collect();
+        assert_eq!(
+            quiet,
+            vec![("magnesium-without-deficiency", SafetyReason::Route)]
+        );
+    }
+
+    #[test]
+    fn an_oral_magnesium_order_without_a_level_fires_and_asks_for_one() {
+        let knowledge = knowledge();
+        let mut record = PatientRecord::new("p");
+        record.birth_date = NaiveDate::from_ymd_opt(1960, 1, 1);
+        record.draft_orders.push(draft(
+            "magnesium oxide 400 MG Oral Tablet",
+            400.0,
+            serde_json::json!({"text": "by mouth"}),
+        ));
+        let evaluation = evaluate(&knowledge, &record);
+        assert!(evaluation.quieted.is_empty());
+        let finding = &evaluation.findings[0];
+        assert_eq!(finding.rule.id, "magnesium-without-deficiency");
+        let labels: Vec<&str> = finding
+            .suggestions
+            .iter()
+            .map(|s| finding.rule.suggestions[s.index].label.as_str())
+            .collect();
+        assert_eq!(
+            labels,
+            vec!["Order serum magnesium (none in the last 180 days)"]
+        );
+    }
+}

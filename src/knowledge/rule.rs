@@ -612,3 +612,101 @@ fn validate_resource_template(resource: toml::Value) -> Result<serde_json::Value
         .map_err(|e| format!("suggested resource is not valid FHIR R4: {e}"))?;
     Ok(json)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::knowledge::criteria::{NamedCriterion, Route};
+
+    /// Knows one value set, `drugs`, and nothing else.
+    struct OneValueSet;
+
+    impl CriterionScope for OneValueSet {
+        fn valueset(&self, id: &str) -> Option<usize> {
+            (id == "drugs").then_some(0)
+        }
+        fn analyte(&self, _: &str) -> Option<usize> {
+            None
+        }
+        fn threshold(&self, _: usize, _: f64, _: &str) -> Option<f64> {
+            None
+        }
+        fn named(&self, _: &str) -> Option<Arc<NamedCriterion>> {
+            None
+        }
+    }
+
+    fn rule(extra: &str, when: &str) -> Result<Rule, String> {
+        let text = format!(
+            r#"id = "r"
+title = "R"
+hooks = ["order-sign"]
+indicator = "info"
+summary = "S"
+source = {{ label = "L" }}
+when = {when}
+advice = {{ text = "A" }}
+{extra}"#
+        );
+        Rule::from_toml("rules/r.toml", &text, &OneValueSet)
+    }
+
+    #[test]
+    fn stay_quiet_and_route_keys_are_read() {
+        let rule = rule(
+            r#"[[stay_quiet]]
+reason = "indication"
+when = { condition = { valueset = "drugs" } }
+explanation = "another use""#,
+            r#"{ draft_order = { valueset = "drugs", route = ["oral", "intravenous"], reason_not = "drugs" } }"#,
+        )
+        .unwrap();
+        assert_eq!(rule.stay_quiet.len(), 1);
+        assert_eq!(rule.stay_quiet[0].reason, SafetyReason::Indication);
+        let Criterion::DraftOrder(order) = &rule.when else {
+            panic!("not a draft order criterion");
+        };
+        assert_eq!(order.routes, vec![Route::Oral, Route::Intravenous]);
+        assert_eq!(order.reason_not, Some(0));
+    }
+
+    #[test]
+    fn route_and_oral_only_together_are_refused() {
+        let error = rule(
+            "",
+            r#"{ draft_order = { valueset = "drugs", route = ["oral"], oral_only = true } }"#,
+        )
+        .unwrap_err();
+        assert!(error.contains("route or oral_only"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_reason_value_set_is_named() {
+        let error = rule(
+            "",
+            r#"{ draft_order = { valueset = "drugs", reason = "nowhere" } }"#,
+        )
+        .unwrap_err();
+        assert!(error.contains("unknown value set 'nowhere'"), "{error}");
+    }
+
+    #[test]
+    fn unless_reason_needs_an_unless_and_an_explanation() {
+        let error = rule(
+            r#"[[suggestions]]
+label = "Cancel"
+unless_reason = "renal"
+[[suggestions.actions]]
+type = "delete"
+description = "Remove it""#,
+            r#"{ draft_order = { valueset = "drugs" } }"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("unless_reason and unless_explanation"),
+            "{error}"
+        );
+    }
+}

@@ -245,10 +245,17 @@ pub(super) fn withhold_repeated_orders(findings: &mut [Finding<'_>], record: &Pa
             }
             let label = finding.rule.suggestions[planned.index].label.clone();
             if let Some(card) = elsewhere {
+                let explanation = if actions.is_empty() {
+                    format!("the same order is offered on the card \"{card}\"")
+                } else {
+                    format!(
+                        "one of its orders is already offered on the card \"{card}\" (the rest of it is offered here)"
+                    )
+                };
                 finding.withheld.push(Withheld {
-                    label: label.clone(),
+                    label,
                     reason: SafetyReason::Duplicate,
-                    explanation: format!("the same order is offered on the card \"{card}\""),
+                    explanation,
                 });
             }
             planned.actions = actions;

@@ -344,7 +344,8 @@ fn print_invocation(invocation: &Invocation, format: OutputFormat) {
     }
 }
 
-/// What `--explain` adds: suppressed cards, yielded rules, failed rules and unusable data.
+/// What `--explain` adds: suppressed cards, yielded rules, failed rules, rules quiet and
+/// suggestions withheld for a safety reason, and unusable data.
 fn print_explanation(invocation: &Invocation, format: OutputFormat) {
     let mut lines = Vec::new();
     for snooze in &invocation.suppressed {
@@ -360,6 +361,22 @@ fn print_explanation(invocation: &Invocation, format: OutputFormat) {
     }
     for failure in &invocation.failures {
         lines.push(format!("failed: {} ({})", failure.rule_id, failure.message));
+    }
+    for quiet in &invocation.quieted {
+        lines.push(format!(
+            "quiet for safety: {} (reason {}: {})",
+            quiet.rule_id,
+            quiet.reason.as_str(),
+            quiet.explanation
+        ));
+    }
+    for (rule, withheld) in &invocation.withheld {
+        lines.push(format!(
+            "suggestion withheld: {rule}: {} (reason {}: {})",
+            withheld.label,
+            withheld.reason.as_str(),
+            withheld.explanation
+        ));
     }
     for issue in &invocation.data_issues {
         lines.push(format!("data not used: {issue}"));

@@ -101,6 +101,15 @@ pub fn rule_markdown(rule: &Rule, knowledge: &Knowledge) -> String {
                 .join(", ")
         );
     }
+    for exclusion in &rule.stay_quiet {
+        let _ = writeln!(
+            out,
+            "- Stays quiet (safety reason `{}`) when {}: {}",
+            exclusion.reason.as_str(),
+            describe(&exclusion.when, knowledge),
+            exclusion.explanation
+        );
+    }
     let source = match &rule.source.url {
         Some(url) => format!("[{}]({url})", rule.source.label),
         None => rule.source.label.clone(),
@@ -127,7 +136,17 @@ pub fn rule_markdown(rule: &Rule, knowledge: &Knowledge) -> String {
                 conditions.push(format!("offered when {}", describe(when, knowledge)));
             }
             if let Some(unless) = &suggestion.unless {
-                conditions.push(format!("not offered when {}", describe(unless, knowledge)));
+                let why = suggestion
+                    .unless_reason
+                    .as_ref()
+                    .map(|(reason, explanation)| {
+                        format!(" (safety reason `{}`: {explanation})", reason.as_str())
+                    })
+                    .unwrap_or_default();
+                conditions.push(format!(
+                    "not offered when {}{why}",
+                    describe(unless, knowledge)
+                ));
             }
             let actions: Vec<String> = suggestion
                 .actions

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::auth::FhirAccess;
 use crate::cards::{CardContext, render_cards};
-use crate::engine::{Engine, RuleFailure};
+use crate::engine::{Engine, Quieted, RuleFailure, Withheld};
 use crate::fhir::{FhirClient, GatherError, gather};
 use crate::hooks::response::CdsResponse;
 use crate::hooks::{RequestError, parse_hook_call};
@@ -56,6 +56,10 @@ pub struct Invocation {
     pub yielded: Vec<(String, String)>,
     /// Rules that failed and were skipped.
     pub failures: Vec<RuleFailure>,
+    /// Rules that stayed quiet for a safety reason although their trigger was there.
+    pub quieted: Vec<Quieted>,
+    /// Suggestions held back for a safety reason: (rule id, what and why).
+    pub withheld: Vec<(String, Withheld)>,
     /// Data problems found in the request.
     pub data_issues: Vec<String>,
     /// Cards not shown because a clinician snoozed their rule for this patient.
@@ -218,10 +222,17 @@ impl CdsService {
                 )
                 .await;
         }
+        let withheld = evaluation
+            .findings
+            .iter()
+            .flat_map(|f| f.withheld.iter().map(|w| (f.rule.id.clone(), w.clone())))
+            .collect();
         Ok(Invocation {
             response: CdsResponse { cards },
             yielded: evaluation.yielded,
             failures: evaluation.failures,
+            quieted: evaluation.quieted,
+            withheld,
             data_issues: record
                 .issues
                 .iter()

@@ -133,12 +133,21 @@ pub fn render_detail(finding: &Finding<'_>) -> String {
         detail.push('\n');
     }
     detail.push_str("\n**What to do**\n\n");
+    // Conditional notes (renal, age and other cautions) come before the advice they qualify.
+    for note in &finding.notes {
+        detail.push_str(note.trim());
+        detail.push_str("\n\n");
+    }
     detail.push_str(&rule.advice);
     detail.push('\n');
-    for note in &finding.notes {
-        detail.push('\n');
-        detail.push_str(note.trim());
-        detail.push('\n');
+    if !finding.withheld.is_empty() {
+        detail.push_str("\n**Not offered**\n\n");
+        for withheld in &finding.withheld {
+            detail.push_str(&format!(
+                "- {}: not offered because {}.\n",
+                withheld.label, withheld.explanation
+            ));
+        }
     }
     if !finding.data_issues.is_empty() {
         detail.push_str("\n**Data that could not be used**\n\n");

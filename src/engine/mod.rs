@@ -6,6 +6,8 @@
 
 mod lab;
 mod matching;
+mod order;
+mod safety;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -14,9 +16,10 @@ use chrono::{DateTime, Duration, Utc};
 use crate::fhir::record::PatientRecord;
 use crate::hooks::Hook;
 use crate::knowledge::Knowledge;
-use crate::knowledge::criteria::{Criterion, DoseTest, LabTest, WhenAbsent};
-use crate::knowledge::rule::{Indicator, Rule};
+use crate::knowledge::criteria::{Criterion, DoseTest, DraftOrderCriterion, LabTest, WhenAbsent};
+use crate::knowledge::rule::{Indicator, Rule, SafetyReason};
 pub use matching::system_name;
+pub use safety::{Quieted, Withheld};
 
 /// The result of one criterion: whether it matched, why, and which draft orders it matched.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +30,12 @@ pub struct Outcome {
     pub evidence: Vec<String>,
     /// Indexes into `record.draft_orders` that matched.
     pub draft_orders: Vec<usize>,
+    /// Draft orders left out for a safety reason (route, another indication), kept whether
+    /// or not the criterion matched, so a rule that stays quiet can say why.
+    pub skipped: Vec<(SafetyReason, String)>,
+    /// Whether the match rests only on conditions that are not confirmed (verification status
+    /// provisional, differential or unconfirmed).
+    pub unconfirmed: bool,
 }
 
 impl Outcome {
@@ -34,7 +43,7 @@ impl Outcome {
         Outcome {
             matched,
             evidence: if matched { evidence } else { Vec::new() },
-            draft_orders: Vec::new(),
+            ..Default::default()
         }
     }
 }
@@ -58,6 +67,8 @@ pub struct Finding<'k> {
     pub draft_orders: Vec<usize>,
     /// Data problems that bear on this finding.
     pub data_issues: Vec<String>,
+    /// Suggestions not offered for a safety reason, and why.
+    pub withheld: Vec<Withheld>,
 }
 
 /// A suggestion of a finding: which template, and which of its actions.
@@ -97,6 +108,8 @@ pub struct Evaluation<'k> {
     pub yielded: Vec<(String, String)>,
     /// Rules that failed.
     pub failures: Vec<RuleFailure>,
+    /// Rules whose trigger was there but that stayed quiet for a safety reason.
+    pub quieted: Vec<Quieted>,
 }
 
 /// Evaluates the rules.
@@ -138,8 +151,9 @@ impl<'k> Engine<'k> {
             .filter(|r| r.hooks.contains(&hook))
         {
             match catch_unwind(AssertUnwindSafe(|| evaluate_rule(rule, &scope))) {
-                Ok(Some(finding)) => evaluation.findings.push(finding),
-                Ok(None) => {}
+                Ok(RuleResult::Fired(finding)) => evaluation.findings.push(*finding),
+                Ok(RuleResult::Quiet(reasons)) => evaluation.quieted.extend(reasons),
+                Ok(RuleResult::NotApplicable) => {}
                 Err(panic) => {
                     let message = panic
                         .downcast_ref::<String>()
@@ -159,6 +173,7 @@ impl<'k> Engine<'k> {
         evaluation
             .findings
             .sort_by_key(|f| std::cmp::Reverse(f.indicator));
+        safety::withhold_repeated_orders(&mut evaluation.findings, record);
         evaluation
     }
 }
@@ -182,12 +197,25 @@ fn apply_precedence(evaluation: &mut Evaluation<'_>) {
     evaluation.yielded = yielded;
 }
 
-fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> Option<Finding<'k>> {
+/// What evaluating one rule gave.
+enum RuleResult<'k> {
+    /// It fired.
+    Fired(Box<Finding<'k>>),
+    /// Its trigger was there (or a draft order was left out) but a safety reason kept it quiet.
+    Quiet(Vec<Quieted>),
+    /// It does not apply.
+    NotApplicable,
+}
+
+fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> RuleResult<'k> {
     let fired = evaluate(&rule.when, scope);
     if !fired.matched {
-        return None;
+        return quiet_for_skipped_orders(rule, &fired);
     }
-    let mut evidence = fired.evidence;
+    if let Some(quiet) = stay_quiet(rule, scope) {
+        return RuleResult::Quiet(vec![quiet]);
+    }
+    let mut evidence = fired.evidence.clone();
     let mut indicator = rule.indicator;
     let mut summary = rule.summary.as_str();
     for escalation in &rule.escalations {
@@ -209,8 +237,10 @@ fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> Option<Finding<'k>> {
         }
     }
     let mut suggestions = Vec::new();
+    let mut withheld = Vec::new();
     for (index, suggestion) in rule.suggestions.iter().enumerate() {
         let mut suggestion_drafts = Vec::new();
+        let mut unconfirmed = fired.unconfirmed;
         if let Some(when) = &suggestion.when {
             let outcome = evaluate(when, scope);
             if !outcome.matched {
@@ -218,10 +248,18 @@ fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> Option<Finding<'k>> {
             }
             evidence.extend(outcome.evidence);
             suggestion_drafts = outcome.draft_orders;
+            unconfirmed |= outcome.unconfirmed;
         }
         if let Some(unless) = &suggestion.unless
             && evaluate(unless, scope).matched
         {
+            if let Some((reason, explanation)) = &suggestion.unless_reason {
+                withheld.push(Withheld {
+                    label: suggestion.label.clone(),
+                    reason: *reason,
+                    explanation: explanation.clone(),
+                });
+            }
             continue;
         }
         let mut actions = Vec::new();
@@ -248,8 +286,13 @@ fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> Option<Finding<'k>> {
                 draft_orders: targets,
             });
         }
-        if !actions.is_empty() {
-            suggestions.push(PlannedSuggestion { index, actions });
+        if actions.is_empty() {
+            continue;
+        }
+        let planned = PlannedSuggestion { index, actions };
+        match safety::check_suggestion(rule, &planned, unconfirmed, scope) {
+            Some(reason) => withheld.push(reason),
+            None => suggestions.push(planned),
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -257,7 +300,7 @@ fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> Option<Finding<'k>> {
     let mut draft_orders = fired.draft_orders;
     draft_orders.sort_unstable();
     draft_orders.dedup();
-    Some(Finding {
+    RuleResult::Fired(Box::new(Finding {
         rule,
         indicator,
         summary,
@@ -271,6 +314,47 @@ fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> Option<Finding<'k>> {
             .iter()
             .map(|i| format!("{}: {}", i.location, i.problem))
             .collect(),
+        withheld,
+    }))
+}
+
+/// A rule that did not fire because draft orders were left out for a safety reason.
+fn quiet_for_skipped_orders<'k>(rule: &Rule, fired: &Outcome) -> RuleResult<'k> {
+    if fired.skipped.is_empty() {
+        return RuleResult::NotApplicable;
+    }
+    let mut quieted: Vec<Quieted> = Vec::new();
+    for (reason, explanation) in &fired.skipped {
+        if !quieted
+            .iter()
+            .any(|q| q.reason == *reason && &q.explanation == explanation)
+        {
+            quieted.push(Quieted {
+                rule_id: rule.id.clone(),
+                reason: *reason,
+                explanation: explanation.clone(),
+            });
+        }
+    }
+    RuleResult::Quiet(quieted)
+}
+
+/// The first `[[stay_quiet]]` exclusion of the rule that matches, as a [`Quieted`].
+fn stay_quiet(rule: &Rule, scope: &Scope<'_>) -> Option<Quieted> {
+    rule.stay_quiet.iter().find_map(|exclusion| {
+        let outcome = evaluate(&exclusion.when, scope);
+        outcome.matched.then(|| {
+            let found = if outcome.evidence.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", outcome.evidence.join("; "))
+            };
+            Quieted {
+                rule_id: rule.id.clone(),
+                reason: exclusion.reason,
+                explanation: format!("{}{found}", exclusion.explanation),
+            }
+        })
     })
 }
 
@@ -283,9 +367,14 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
             };
             for child in children {
                 let outcome = evaluate(child, scope);
+                combined.skipped.extend(outcome.skipped);
                 if !outcome.matched {
-                    return Outcome::default();
+                    return Outcome {
+                        skipped: combined.skipped,
+                        ..Default::default()
+                    };
                 }
+                combined.unconfirmed |= outcome.unconfirmed;
                 combined.evidence.extend(outcome.evidence);
                 combined.draft_orders.extend(outcome.draft_orders);
             }
@@ -293,14 +382,18 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
         }
         Criterion::Any(children) => {
             let mut combined = Outcome::default();
+            let mut confirmed = false;
             for child in children {
                 let outcome = evaluate(child, scope);
+                combined.skipped.extend(outcome.skipped);
                 if outcome.matched {
                     combined.matched = true;
+                    confirmed |= !outcome.unconfirmed;
                     combined.evidence.extend(outcome.evidence);
                     combined.draft_orders.extend(outcome.draft_orders);
                 }
             }
+            combined.unconfirmed = combined.matched && !confirmed;
             combined
         }
         Criterion::Not(child) => {
@@ -322,6 +415,7 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
         }
         Criterion::Condition(c) => {
             let set = &scope.knowledge.valuesets[c.valueset];
+            let mut unconfirmed = Vec::new();
             let evidence: Vec<String> = scope
                 .record
                 .conditions
@@ -356,6 +450,7 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
                             }
                         }
                     };
+                    unconfirmed.push(safety::is_unconfirmed(condition));
                     let onset = condition
                         .onset
                         .map(|o| format!(", onset {}", o.format("%Y-%m-%d")))
@@ -374,7 +469,9 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
                     ))
                 })
                 .collect();
-            Outcome::leaf(!evidence.is_empty(), evidence)
+            let mut outcome = Outcome::leaf(!evidence.is_empty(), evidence);
+            outcome.unconfirmed = !unconfirmed.is_empty() && unconfirmed.iter().all(|u| *u);
+            outcome
         }
         Criterion::Medication(c) => {
             let set = &scope.knowledge.valuesets[c.valueset];
@@ -420,48 +517,7 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
             }
             Outcome::leaf(matched, evidence)
         }
-        Criterion::DraftOrder(c) => {
-            let set = &scope.knowledge.valuesets[c.valueset];
-            let mut outcome = Outcome::default();
-            for (index, order) in scope.record.draft_orders.iter().enumerate() {
-                if !order.in_scope || (c.oral_only && order.oral == Some(false)) {
-                    continue;
-                }
-                let Some(found) = matching::match_medication(set, &order.concept, &[]) else {
-                    continue;
-                };
-                let dose = match (&c.dose, &order.daily_dose) {
-                    (DoseTest::Any, Ok(dose)) => Some(format!(
-                        "; total daily dose {} mg ({})",
-                        trim_number(dose.mg_per_day),
-                        dose.working
-                    )),
-                    (DoseTest::Any, Err(_)) => Some(String::new()),
-                    (DoseTest::Above(limit), Ok(dose)) if dose.mg_per_day > *limit => {
-                        Some(format!(
-                            "; total daily dose **{} mg** ({}), above {} mg",
-                            trim_number(dose.mg_per_day),
-                            dose.working,
-                            trim_number(*limit)
-                        ))
-                    }
-                    (DoseTest::Unknown, Err(why)) => Some(format!(
-                        "; the total daily dose could not be computed: {why}"
-                    )),
-                    _ => None,
-                };
-                let Some(dose) = dose else { continue };
-                outcome.matched = true;
-                outcome.evidence.push(format!(
-                    "Order being placed: {} ({}; matched {}{dose})",
-                    order.concept.name(),
-                    order.reference,
-                    found.how
-                ));
-                outcome.draft_orders.push(index);
-            }
-            outcome
-        }
+        Criterion::DraftOrder(c) => draft_orders(c, scope),
         Criterion::Lab(c) => lab::evaluate(c, scope.knowledge, scope.record, scope.now),
         Criterion::Age(c) => {
             let Some(age) = scope.record.age_on(scope.now.date_naive()) else {
@@ -477,6 +533,112 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
             Outcome::leaf(matched, vec![format!("Age {age} (born {born})")])
         }
     }
+}
+
+/// The draft orders in scope that a `draft_order` criterion matches.
+fn draft_orders(c: &DraftOrderCriterion, scope: &Scope<'_>) -> Outcome {
+    let set = &scope.knowledge.valuesets[c.valueset];
+    let mut outcome = Outcome::default();
+    for (index, order) in scope.record.draft_orders.iter().enumerate() {
+        if !order.in_scope {
+            continue;
+        }
+        let Some(found) = matching::match_medication(set, &order.concept, &[]) else {
+            continue;
+        };
+        let dose = match (&c.dose, &order.daily_dose) {
+            (DoseTest::Any, Ok(dose)) => Some(format!(
+                "; total daily dose {} mg ({})",
+                trim_number(dose.mg_per_day),
+                dose.working
+            )),
+            (DoseTest::Any, Err(_)) => Some(String::new()),
+            (DoseTest::Above(limit), Ok(dose)) if dose.mg_per_day > *limit => Some(format!(
+                "; total daily dose **{} mg** ({}), above {} mg",
+                trim_number(dose.mg_per_day),
+                dose.working,
+                trim_number(*limit)
+            )),
+            (DoseTest::Unknown, Err(why)) => Some(format!(
+                "; the total daily dose could not be computed: {why}"
+            )),
+            _ => None,
+        };
+        let Some(dose) = dose else { continue };
+        if let Some(skip) = safety_skip(c, order, scope) {
+            outcome.skipped.push(skip);
+            continue;
+        }
+        if let Some(wanted) = c.reason {
+            let set = &scope.knowledge.valuesets[wanted];
+            let reasons = order::reasons_of(order, scope.record);
+            if !reasons
+                .iter()
+                .any(|(reason, _)| matching::match_concept(set, reason).is_some())
+            {
+                continue;
+            }
+        }
+        outcome.matched = true;
+        outcome.evidence.push(format!(
+            "Order being placed: {} ({}; matched {}{dose})",
+            order.concept.name(),
+            order.reference,
+            found.how
+        ));
+        outcome.draft_orders.push(index);
+    }
+    outcome
+}
+
+/// Why a draft order that is in the criterion's value set is left out for a safety reason:
+/// its route, a medication in `except`, or a reason in `reason_not`.
+fn safety_skip(
+    c: &DraftOrderCriterion,
+    order: &crate::fhir::record::DraftOrder,
+    scope: &Scope<'_>,
+) -> Option<(SafetyReason, String)> {
+    let name = order.concept.name();
+    if let Some(except) = c.except {
+        let set = &scope.knowledge.valuesets[except];
+        if let Some(found) = matching::match_medication(set, &order.concept, &[]) {
+            return Some((
+                SafetyReason::Indication,
+                format!(
+                    "{name} ({}) is in \"{}\" ({}): another use",
+                    order.reference, set.title, found.how
+                ),
+            ));
+        }
+    }
+    if !c.routes.is_empty()
+        && let Some(route) = order::route_of(order)
+        && !c.routes.contains(&route)
+    {
+        let wanted: Vec<&str> = c.routes.iter().map(|r| r.as_str()).collect();
+        return Some((
+            SafetyReason::Route,
+            format!(
+                "{name} ({}) is given by the {} route; the rule is about {}",
+                order.reference,
+                route.as_str(),
+                wanted.join(" or ")
+            ),
+        ));
+    }
+    let unwanted = &scope.knowledge.valuesets[c.reason_not?];
+    order::reasons_of(order, scope.record)
+        .into_iter()
+        .find(|(reason, _)| matching::match_concept(unwanted, reason).is_some())
+        .map(|(_, described)| {
+            (
+                SafetyReason::Indication,
+                format!(
+                    "{name} ({}) is ordered for another accepted use: {described} (in \"{}\")",
+                    order.reference, unwanted.title
+                ),
+            )
+        })
 }
 
 /// A number without needless decimals (30, 7.5).
@@ -533,8 +695,33 @@ pub fn describe(criterion: &Criterion, knowledge: &Knowledge) -> String {
                 DoseTest::Above(limit) => format!(" above {} mg a day", trim_number(limit)),
                 DoseTest::Unknown => " whose daily dose cannot be computed".to_owned(),
             };
+            let mut limits = Vec::new();
+            if !c.routes.is_empty() {
+                let routes: Vec<&str> = c.routes.iter().map(|r| r.as_str()).collect();
+                limits.push(format!("given by the {} route", routes.join(" or ")));
+            }
+            if let Some(set) = c.reason {
+                limits.push(format!(
+                    "ordered for a reason in \"{}\"",
+                    knowledge.valuesets[set].title
+                ));
+            }
+            if let Some(set) = c.reason_not {
+                limits.push(format!(
+                    "not ordered for a reason in \"{}\"",
+                    knowledge.valuesets[set].title
+                ));
+            }
+            if let Some(set) = c.except {
+                limits.push(format!("not in \"{}\"", knowledge.valuesets[set].title));
+            }
+            let limits = if limits.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", limits.join(", "))
+            };
             format!(
-                "an order being placed in \"{}\"{dose}",
+                "an order being placed in \"{}\"{dose}{limits}",
                 knowledge.valuesets[c.valueset].title
             )
         }

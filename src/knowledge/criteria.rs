@@ -100,8 +100,49 @@ pub struct DraftOrderCriterion {
     pub valueset: usize,
     /// What is tested on the order's total daily dose.
     pub dose: DoseTest,
-    /// Only orders given by mouth count (topical, injected and other routes do not).
-    pub oral_only: bool,
+    /// Only orders given by one of these routes count; an order whose route cannot be told
+    /// counts. Empty: any route.
+    pub routes: Vec<Route>,
+    /// Only orders whose reason (reasonCode, or a reasonReference to a Condition in the
+    /// record) is in this value set count.
+    pub reason: Option<usize>,
+    /// Orders whose reason is in this value set do not count (another accepted use).
+    pub reason_not: Option<usize>,
+    /// Orders whose medication is also in this value set do not count (e.g. a laxative
+    /// magnesium product among magnesium products).
+    pub except: Option<usize>,
+}
+
+/// How a medication is given, as far as rules distinguish it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// By mouth.
+    Oral,
+    /// Into a vein.
+    Intravenous,
+    /// Into a muscle.
+    Intramuscular,
+    /// Under the skin.
+    Subcutaneous,
+    /// On the skin (patch, gel, cream).
+    Topical,
+    /// Any other route (rectal, inhaled, ophthalmic ...).
+    Other,
+}
+
+impl Route {
+    /// The route's name as rule files spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Oral => "oral",
+            Route::Intravenous => "intravenous",
+            Route::Intramuscular => "intramuscular",
+            Route::Subcutaneous => "subcutaneous",
+            Route::Topical => "topical",
+            Route::Other => "other",
+        }
+    }
 }
 
 /// A test on a draft order's total daily dose, in milligrams.
@@ -220,6 +261,22 @@ struct RawMedicationCriterion {
     min_distinct: Option<usize>,
 }
 
+/// The TOML form of `draft_order`: a draft order in scope whose medication (or service) is in
+/// `valueset`.
+///
+/// - `daily_dose_above = { value, unit }`: its total daily dose is known and above this
+///   (`mg`, `g` or `ug`); `daily_dose_unknown = true`: the dose cannot be computed.
+/// - `route = ["oral", ...]`: only orders given by one of these routes count (`oral`,
+///   `intravenous`, `intramuscular`, `subcutaneous`, `topical`, `other`); an order whose
+///   route cannot be told from its dosage route or product name counts. An order left out
+///   for its route is reported by `cramp-cds evaluate --explain` (reason `route`).
+///   `oral_only = true` is the older spelling of `route = ["oral"]`.
+/// - `reason = "value-set"`: only orders whose `reasonCode`, or a `reasonReference` to a
+///   Condition in the record, is in that value set count.
+/// - `reason_not = "value-set"`: orders whose reason is in that value set do not count (they
+///   are for another accepted use); reported by `--explain` (reason `indication`).
+/// - `except = "value-set"`: orders whose medication is also in that value set do not count
+///   (e.g. a laxative or antacid product); reported by `--explain` (reason `indication`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDraftOrderCriterion {
@@ -229,6 +286,10 @@ struct RawDraftOrderCriterion {
     daily_dose_unknown: bool,
     #[serde(default)]
     oral_only: bool,
+    route: Option<Vec<Route>>,
+    reason: Option<String>,
+    reason_not: Option<String>,
+    except: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -366,10 +427,25 @@ impl RawCriterion {
                     );
                 }
             };
+            let routes = match (c.route, c.oral_only) {
+                (Some(_), true) => {
+                    return Err("draft_order: use route or oral_only, not both".into());
+                }
+                (Some(routes), false) if routes.is_empty() => {
+                    return Err("draft_order: route needs at least one route".into());
+                }
+                (Some(routes), false) => routes,
+                (None, true) => vec![Route::Oral],
+                (None, false) => Vec::new(),
+            };
+            let optional = |id: Option<String>| id.map(|id| valueset(&id)).transpose();
             return Ok(Criterion::DraftOrder(DraftOrderCriterion {
                 valueset: valueset(&c.valueset)?,
                 dose,
-                oral_only: c.oral_only,
+                routes,
+                reason: optional(c.reason)?,
+                reason_not: optional(c.reason_not)?,
+                except: optional(c.except)?,
             }));
         }
         if let Some(lab) = self.lab {

@@ -54,6 +54,56 @@ pub enum SelectionBehavior {
     Any,
 }
 
+/// Why a rule stayed quiet, or a suggestion was not offered, although its clinical trigger
+/// was there. `cramp-cds evaluate --explain` lists each with its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SafetyReason {
+    /// The drug is given for another accepted use (reason, condition or product).
+    Indication,
+    /// The drug is given by a route the rule is not about.
+    Route,
+    /// The patient's age (under 18, or unknown) rules out a fixed adult dose.
+    Age,
+    /// Kidney function rules the suggestion out.
+    Renal,
+    /// The patient already takes a drug of the same class.
+    AlreadyOnIt,
+    /// The condition behind a treatment suggestion is not confirmed.
+    UnconfirmedDiagnosis,
+    /// The same order is offered on a more urgent card.
+    Duplicate,
+    /// The change would be an abrupt large dose reduction (withdrawal risk).
+    WithdrawalRisk,
+}
+
+impl SafetyReason {
+    /// The reason as rule files and `--explain` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SafetyReason::Indication => "indication",
+            SafetyReason::Route => "route",
+            SafetyReason::Age => "age",
+            SafetyReason::Renal => "renal",
+            SafetyReason::AlreadyOnIt => "already-on-it",
+            SafetyReason::UnconfirmedDiagnosis => "unconfirmed-diagnosis",
+            SafetyReason::Duplicate => "duplicate",
+            SafetyReason::WithdrawalRisk => "withdrawal-risk",
+        }
+    }
+}
+
+/// A safety exclusion of a rule: when it matches, the rule stays quiet and says why.
+#[derive(Debug)]
+pub struct StayQuiet {
+    /// The kind of reason.
+    pub reason: SafetyReason,
+    /// When it applies.
+    pub when: Criterion,
+    /// Why the rule stays quiet, for people.
+    pub explanation: String,
+}
+
 /// Where a rule's advice comes from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +143,8 @@ pub struct Rule {
     pub suggestions: Vec<SuggestionTemplate>,
     /// Explicit selection behaviour; `any` when unset and there are suggestions.
     pub selection_behavior: Option<SelectionBehavior>,
+    /// Safety exclusions: when one matches, the rule stays quiet (reported by `--explain`).
+    pub stay_quiet: Vec<StayQuiet>,
     /// Rule ids that, when they fire, silence this rule.
     pub yields_to: Vec<String>,
     /// Rule ids this rule silences when both fire (the reverse of `yields_to`).
@@ -132,6 +184,9 @@ pub struct SuggestionTemplate {
     pub when: Option<Criterion>,
     /// Not offered when this matches.
     pub unless: Option<Criterion>,
+    /// When set, a matching `unless` is a safety reason: the card says the suggestion is not
+    /// offered, and why.
+    pub unless_reason: Option<(SafetyReason, String)>,
     /// The actions, applied together.
     pub actions: Vec<ActionTemplate>,
 }
@@ -208,11 +263,28 @@ struct RawRule {
     suggestions: Vec<RawSuggestion>,
     selection_behavior: Option<SelectionBehavior>,
     #[serde(default)]
+    stay_quiet: Vec<RawStayQuiet>,
+    #[serde(default)]
     yields_to: Vec<String>,
     #[serde(default)]
     wins_over: Vec<String>,
     #[serde(default)]
     links: Vec<LinkTemplate>,
+}
+
+/// The TOML form of a `[[stay_quiet]]` entry of a rule: a safety exclusion.
+///
+/// - `reason`: `indication`, `route`, `age`, `renal`, `already-on-it`,
+///   `unconfirmed-diagnosis`, `duplicate` or `withdrawal-risk`.
+/// - `when`: a criterion; when the rule's own `when` matches and this matches too, the rule
+///   stays quiet.
+/// - `explanation`: why, for people; `cramp-cds evaluate --explain` prints it with the reason.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStayQuiet {
+    reason: SafetyReason,
+    when: RawCriterion,
+    explanation: String,
 }
 
 #[derive(Deserialize)]
@@ -238,6 +310,13 @@ struct RawNote {
     text: String,
 }
 
+/// The TOML form of a `[[suggestions]]` entry.
+///
+/// - `when` / `unless`: criteria; the suggestion is offered when `when` matches (or is absent)
+///   and `unless` does not.
+/// - `unless_reason` with `unless_explanation`: makes `unless` a safety exclusion (reasons as in
+///   `[[stay_quiet]]`): when it matches, the card lists the suggestion under "Not offered" with
+///   the explanation, and `--explain` reports it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSuggestion {
@@ -246,6 +325,8 @@ struct RawSuggestion {
     is_recommended: bool,
     when: Option<RawCriterion>,
     unless: Option<RawCriterion>,
+    unless_reason: Option<SafetyReason>,
+    unless_explanation: Option<String>,
     actions: Vec<RawAction>,
 }
 
@@ -332,6 +413,23 @@ impl Rule {
             .into_iter()
             .map(|s| validate_suggestion(s, scope))
             .collect::<Result<Vec<_>, String>>()?;
+        let stay_quiet = raw
+            .stay_quiet
+            .into_iter()
+            .map(|q| {
+                if q.explanation.trim().is_empty() {
+                    return Err("stay_quiet needs an explanation".to_owned());
+                }
+                Ok(StayQuiet {
+                    reason: q.reason,
+                    when: q
+                        .when
+                        .validate(scope)
+                        .map_err(|m| format!("stay_quiet.when: {m}"))?,
+                    explanation: q.explanation.trim().to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         if let Some(link) = raw.links.iter().find(|l| !l.url.starts_with("https://")) {
             return Err(format!(
                 "link '{}' must have an absolute https URL",
@@ -355,6 +453,7 @@ impl Rule {
             notes,
             suggestions,
             selection_behavior: raw.selection_behavior,
+            stay_quiet,
             yields_to: raw.yields_to,
             wins_over: raw.wins_over,
             links: raw.links,
@@ -386,6 +485,18 @@ fn validate_suggestion(
     };
     let when = optional(raw.when, "when")?;
     let unless = optional(raw.unless, "unless")?;
+    let unless_reason = match (raw.unless_reason, raw.unless_explanation) {
+        (None, None) => None,
+        (Some(reason), Some(explanation)) if unless.is_some() && !explanation.trim().is_empty() => {
+            Some((reason, explanation.trim().to_owned()))
+        }
+        _ => {
+            return Err(format!(
+                "suggestion '{}': unless_reason and unless_explanation go together, with an unless",
+                raw.label
+            ));
+        }
+    };
     let mut actions = Vec::new();
     for action in raw.actions {
         let when = action
@@ -455,6 +566,7 @@ fn validate_suggestion(
         is_recommended: raw.is_recommended,
         when,
         unless,
+        unless_reason,
         actions,
     })
 }
@@ -499,4 +611,102 @@ fn validate_resource_template(resource: toml::Value) -> Result<serde_json::Value
     cramp_fhir_parse::parse_resource(&bytes)
         .map_err(|e| format!("suggested resource is not valid FHIR R4: {e}"))?;
     Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::knowledge::criteria::{NamedCriterion, Route};
+
+    /// Knows one value set, `drugs`, and nothing else.
+    struct OneValueSet;
+
+    impl CriterionScope for OneValueSet {
+        fn valueset(&self, id: &str) -> Option<usize> {
+            (id == "drugs").then_some(0)
+        }
+        fn analyte(&self, _: &str) -> Option<usize> {
+            None
+        }
+        fn threshold(&self, _: usize, _: f64, _: &str) -> Option<f64> {
+            None
+        }
+        fn named(&self, _: &str) -> Option<Arc<NamedCriterion>> {
+            None
+        }
+    }
+
+    fn rule(extra: &str, when: &str) -> Result<Rule, String> {
+        let text = format!(
+            r#"id = "r"
+title = "R"
+hooks = ["order-sign"]
+indicator = "info"
+summary = "S"
+source = {{ label = "L" }}
+when = {when}
+advice = {{ text = "A" }}
+{extra}"#
+        );
+        Rule::from_toml("rules/r.toml", &text, &OneValueSet)
+    }
+
+    #[test]
+    fn stay_quiet_and_route_keys_are_read() {
+        let rule = rule(
+            r#"[[stay_quiet]]
+reason = "indication"
+when = { condition = { valueset = "drugs" } }
+explanation = "another use""#,
+            r#"{ draft_order = { valueset = "drugs", route = ["oral", "intravenous"], reason_not = "drugs" } }"#,
+        )
+        .unwrap();
+        assert_eq!(rule.stay_quiet.len(), 1);
+        assert_eq!(rule.stay_quiet[0].reason, SafetyReason::Indication);
+        let Criterion::DraftOrder(order) = &rule.when else {
+            panic!("not a draft order criterion");
+        };
+        assert_eq!(order.routes, vec![Route::Oral, Route::Intravenous]);
+        assert_eq!(order.reason_not, Some(0));
+    }
+
+    #[test]
+    fn route_and_oral_only_together_are_refused() {
+        let error = rule(
+            "",
+            r#"{ draft_order = { valueset = "drugs", route = ["oral"], oral_only = true } }"#,
+        )
+        .unwrap_err();
+        assert!(error.contains("route or oral_only"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_reason_value_set_is_named() {
+        let error = rule(
+            "",
+            r#"{ draft_order = { valueset = "drugs", reason = "nowhere" } }"#,
+        )
+        .unwrap_err();
+        assert!(error.contains("unknown value set 'nowhere'"), "{error}");
+    }
+
+    #[test]
+    fn unless_reason_needs_an_unless_and_an_explanation() {
+        let error = rule(
+            r#"[[suggestions]]
+label = "Cancel"
+unless_reason = "renal"
+[[suggestions.actions]]
+type = "delete"
+description = "Remove it""#,
+            r#"{ draft_order = { valueset = "drugs" } }"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("unless_reason and unless_explanation"),
+            "{error}"
+        );
+    }
 }

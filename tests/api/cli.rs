@@ -289,3 +289,107 @@ fn a_deployments_own_expansion_with_product_codes_is_used_without_code_change() 
         .unwrap();
     assert!(!String::from_utf8_lossy(&output.stdout).contains("diuretic-low-magnesium"));
 }
+
+/// The `--explain` lines of `cramp-cds evaluate` for a fixture, in text format.
+fn explain(fixture: &str) -> String {
+    let request = format!(
+        "{}/fixtures/requests/{fixture}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let output = cramp_cds()
+        .args([
+            "evaluate",
+            "--request",
+            &request,
+            "--now",
+            NOW,
+            "--format",
+            "text",
+            "--explain",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn explain_names_the_indication_that_kept_a_rule_quiet() {
+    let text = explain("quinine-for-malaria-reason.quiet");
+    assert!(
+        text.contains("quiet for safety: quinine-for-cramps (reason indication:"),
+        "{text}"
+    );
+    assert!(text.contains("Plasmodium falciparum malaria"), "{text}");
+    let text = explain("baclofen-60mg-with-spinal-cord-injury.quiet");
+    assert!(
+        text.contains("quiet for safety: baclofen-dose (reason indication:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn explain_names_the_route_that_kept_a_rule_quiet() {
+    let text = explain("magnesium-sulfate-intravenous-normal-level.quiet");
+    assert!(
+        text.contains("quiet for safety: magnesium-without-deficiency (reason route:"),
+        "{text}"
+    );
+    assert!(text.contains("intravenous route"), "{text}");
+}
+
+#[test]
+fn explain_names_every_suggestion_withheld_and_why() {
+    let cases = [
+        (
+            "gabapentin-new-start-900mg-age-15.fire",
+            "gabapentinoid-dose",
+            "age",
+        ),
+        (
+            "gabapentin-new-start-900mg-no-birth-date.fire",
+            "gabapentinoid-dose",
+            "age",
+        ),
+        (
+            "furosemide-low-magnesium-already-on-magnesium.fire",
+            "diuretic-low-magnesium",
+            "already-on-it",
+        ),
+        (
+            "ibuprofen-provisional-cramps-age-72.fire",
+            "nsaid-for-cramps-elderly",
+            "unconfirmed-diagnosis",
+        ),
+        (
+            "furosemide-low-potassium-and-magnesium-order-no-magnesium.fire",
+            "magnesium-without-deficiency",
+            "duplicate",
+        ),
+        (
+            "baclofen-continuing-60mg.fire",
+            "baclofen-dose",
+            "withdrawal-risk",
+        ),
+        (
+            "magnesium-sulfate-intravenous-renal-insufficiency.fire",
+            "magnesium-renal-insufficiency",
+            "indication",
+        ),
+    ];
+    for (fixture, rule, reason) in cases {
+        let text = explain(fixture);
+        let line = format!("suggestion withheld: {rule}: ");
+        let found = text
+            .lines()
+            .any(|l| l.starts_with(&line) && l.contains(&format!("(reason {reason}:")));
+        assert!(found, "{fixture}: no {reason} line for {rule} in\n{text}");
+    }
+}
+
+#[test]
+fn explain_says_nothing_was_withheld_when_a_safe_suggestion_is_offered() {
+    let text = explain("gabapentin-continuing-1800mg-egfr-59.fire");
+    assert!(!text.contains("withheld"), "{text}");
+    assert!(!text.contains("quiet for safety"), "{text}");
+}

@@ -1,0 +1,226 @@
+//! What a draft order says about itself beyond its drug and dose: the route it is given by,
+//! and the reasons it is ordered for (`reasonCode`, and `reasonReference` to a Condition in
+//! the record). Rules use them to tell a drug given for cramps from the same drug given for
+//! something else.
+
+use serde_json::Value;
+
+use crate::fhir::record::{Code, Concept, DraftOrder, PatientRecord};
+use crate::knowledge::criteria::Route;
+
+/// SNOMED CT route codes (FHIR R4 `route-codes` examples) and the route each means.
+const SNOMED_ROUTES: [(&str, Route); 6] = [
+    ("26643006", Route::Oral),
+    ("47625008", Route::Intravenous),
+    ("78421000", Route::Intramuscular),
+    ("34206005", Route::Subcutaneous),
+    ("6064005", Route::Topical),
+    ("45890007", Route::Topical),
+];
+
+/// The route of a draft order: from its first dosage route (SNOMED CT code, then text or
+/// display), else from words of its product name ("Oral Tablet", "Injectable Solution").
+/// `None` when neither tells. An injectable product without a stated route counts as
+/// intravenous unless its name says intramuscular.
+pub fn route_of(order: &DraftOrder) -> Option<Route> {
+    for instruction in order.resource["dosageInstruction"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let route = &instruction["route"];
+        if route.is_null() {
+            continue;
+        }
+        if let Some(found) = route_from_codes(route) {
+            return Some(found);
+        }
+        let words = [
+            route["text"].as_str(),
+            route["coding"][0]["display"].as_str(),
+        ];
+        if let Some(found) = words.into_iter().flatten().find_map(route_from_words) {
+            return Some(found);
+        }
+        return Some(Route::Other);
+    }
+    route_from_product_name(&order.concept.name()).or(match order.oral {
+        Some(true) => Some(Route::Oral),
+        Some(false) => Some(Route::Other),
+        None => None,
+    })
+}
+
+fn route_from_codes(route: &Value) -> Option<Route> {
+    route["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["code"].as_str())
+        .find_map(|code| {
+            SNOMED_ROUTES
+                .iter()
+                .find(|(known, _)| *known == code)
+                .map(|(_, r)| *r)
+        })
+}
+
+/// A route named in a route's text ("Intravenous", "IV", "by mouth").
+fn route_from_words(text: &str) -> Option<Route> {
+    let text = text.to_lowercase();
+    let has = |word: &str| {
+        text.split(|c: char| !c.is_alphanumeric())
+            .any(|w| w == word)
+    };
+    if text.contains("intravenous") || has("iv") {
+        Some(Route::Intravenous)
+    } else if text.contains("intramuscular") || has("im") {
+        Some(Route::Intramuscular)
+    } else if text.contains("subcutaneous") || has("sc") || has("subcut") {
+        Some(Route::Subcutaneous)
+    } else if text.contains("oral") || text.contains("by mouth") || has("po") {
+        Some(Route::Oral)
+    } else if text.contains("topical") || text.contains("transdermal") || text.contains("cutaneous")
+    {
+        Some(Route::Topical)
+    } else {
+        None
+    }
+}
+
+/// The route an RxNorm-style product name implies.
+fn route_from_product_name(name: &str) -> Option<Route> {
+    let name = name.to_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| name.contains(w));
+    if any(&["intramuscular"]) {
+        Some(Route::Intramuscular)
+    } else if any(&["injectable", "injection", "intravenous", "infusion"]) {
+        Some(Route::Intravenous)
+    } else if any(&["oral", "tablet", "capsule", "chewable", "lozenge"]) {
+        Some(Route::Oral)
+    } else if any(&[
+        "patch",
+        "gel",
+        "cream",
+        "ointment",
+        "topical",
+        "transdermal",
+    ]) {
+        Some(Route::Topical)
+    } else {
+        None
+    }
+}
+
+/// The reasons a draft order gives: each `reasonCode`, and each Condition in the record that a
+/// `reasonReference` points to. Each comes with a short description for evidence.
+pub fn reasons_of(order: &DraftOrder, record: &PatientRecord) -> Vec<(Concept, String)> {
+    let mut reasons: Vec<(Concept, String)> = order.resource["reasonCode"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|codeable| {
+            let concept = concept_of(codeable);
+            let described = format!("reason code \"{}\"", concept.name());
+            (concept, described)
+        })
+        .collect();
+    for target in order.resource["reasonReference"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["reference"].as_str())
+    {
+        if let Some(condition) = record.conditions.iter().find(|c| c.reference == target) {
+            reasons.push((
+                condition.concept.clone(),
+                format!(
+                    "reason {} \"{}\"",
+                    condition.reference,
+                    condition.concept.name()
+                ),
+            ));
+        }
+    }
+    reasons
+}
+
+/// A FHIR CodeableConcept (as JSON) as a [`Concept`].
+pub fn concept_of(codeable: &Value) -> Concept {
+    Concept {
+        codings: codeable["coding"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some(Code {
+                    system: c["system"].as_str()?.to_owned(),
+                    code: c["code"].as_str()?.to_owned(),
+                    display: c["display"].as_str().map(str::to_owned),
+                })
+            })
+            .collect(),
+        text: codeable["text"].as_str().map(str::to_owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(resource: Value, name: &str) -> DraftOrder {
+        DraftOrder {
+            reference: "MedicationRequest/m".into(),
+            resource_type: "MedicationRequest".into(),
+            concept: Concept {
+                codings: Vec::new(),
+                text: Some(name.into()),
+            },
+            in_scope: true,
+            resource,
+            daily_dose: Err("not needed".into()),
+            oral: None,
+        }
+    }
+
+    #[test]
+    fn a_snomed_intravenous_route_wins_over_the_product_name() {
+        let resource = serde_json::json!({"dosageInstruction": [{"route": {"coding": [
+            {"system": "http://snomed.info/sct", "code": "47625008"}]}}]});
+        assert_eq!(
+            route_of(&order(resource, "magnesium oxide 400 MG Oral Tablet")),
+            Some(Route::Intravenous)
+        );
+    }
+
+    #[test]
+    fn route_text_and_product_names_tell_the_route() {
+        let by_text = serde_json::json!({"dosageInstruction": [{"route": {"text": "IM"}}]});
+        assert_eq!(route_of(&order(by_text, "x")), Some(Route::Intramuscular));
+        let none = serde_json::json!({});
+        assert_eq!(
+            route_of(&order(
+                none.clone(),
+                "Magnesium Sulfate 500 MG/ML Injectable Solution"
+            )),
+            Some(Route::Intravenous)
+        );
+        assert_eq!(
+            route_of(&order(none.clone(), "magnesium oxide 400 MG Oral Tablet")),
+            Some(Route::Oral)
+        );
+        assert_eq!(route_of(&order(none, "magnesium")), None);
+    }
+
+    #[test]
+    fn reasons_come_from_codes_and_unknown_references_are_ignored() {
+        let record = PatientRecord::new("p");
+        let resource = serde_json::json!({
+            "reasonCode": [{"text": "Torsades de pointes"}],
+            "reasonReference": [{"reference": "Condition/none"}],
+        });
+        let reasons = reasons_of(&order(resource, "x"), &record);
+        let names: Vec<String> = reasons.iter().map(|(c, _)| c.name()).collect();
+        assert_eq!(names, vec!["Torsades de pointes"]);
+    }
+}

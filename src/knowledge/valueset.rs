@@ -36,7 +36,7 @@ pub const KNOWN_SYSTEMS: [&str; 5] = [
 pub const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 
 /// The code system of `designation.use` codes this service reads: `synonym`,
-/// `brand-name` and `abbreviation`.
+/// `brand-name`, `abbreviation` and `other-drug`.
 pub const DESIGNATION_USE_SYSTEM: &str = "https://cramp-cds.org/fhir/CodeSystem/designation-use";
 
 /// The extension on an `expansion.contains` entry that names the declared source
@@ -78,6 +78,10 @@ pub enum NameKind {
     BrandName,
     /// A common abbreviation (`designation.use` `abbreviation`: "HCTZ").
     Abbreviation,
+    /// The name of another drug that contains this ingredient's name
+    /// (`designation.use` `other-drug`: "gabapentin enacarbil", a prodrug dosed
+    /// differently): a text or product name containing it is not this ingredient.
+    OtherDrug,
 }
 
 impl NameKind {
@@ -87,8 +91,9 @@ impl NameKind {
             None | Some("synonym") => Ok(NameKind::Synonym),
             Some("brand-name") => Ok(NameKind::BrandName),
             Some("abbreviation") => Ok(NameKind::Abbreviation),
+            Some("other-drug") => Ok(NameKind::OtherDrug),
             Some(other) => Err(format!(
-                "designation use '{other}' is not one of synonym, brand-name, abbreviation"
+                "designation use '{other}' is not one of synonym, brand-name, abbreviation, other-drug"
             )),
         }
     }
@@ -100,6 +105,7 @@ impl NameKind {
             NameKind::Synonym => "ingredient synonym",
             NameKind::BrandName => "brand name",
             NameKind::Abbreviation => "abbreviation",
+            NameKind::OtherDrug => "name of another drug",
         }
     }
 }
@@ -219,7 +225,9 @@ struct RawConcept {
 /// `designation`: `value` is the name, matched as a whole word, case-insensitively,
 /// in a medication's coding displays and text. `use` (optional) says what it is:
 /// a Coding of system [`DESIGNATION_USE_SYSTEM`] with code `synonym` (the default
-/// when `use` is absent), `brand-name` or `abbreviation`. A value must have at least
+/// when `use` is absent), `brand-name`, `abbreviation`, or `other-drug` (the name of
+/// another drug that contains the ingredient's name, such as "gabapentin enacarbil":
+/// a text containing it never matches this ingredient). A value must have at least
 /// three characters and a letter; brand names and abbreviations are only accepted on
 /// RxNorm concepts, and one brand name or abbreviation may not stand for two ingredients.
 #[derive(Deserialize)]
@@ -405,7 +413,7 @@ impl ValueSet {
     /// A brand name or abbreviation stands for one ingredient only.
     fn check_names(&self) -> Result<(), String> {
         for name in &self.names {
-            if matches!(name.kind, NameKind::IngredientName | NameKind::Synonym) {
+            if !matches!(name.kind, NameKind::BrandName | NameKind::Abbreviation) {
                 continue;
             }
             if let Some(other) = self
@@ -450,11 +458,7 @@ impl ValueSet {
             format!("expansion code RxNorm {code} has no display (its RxNorm name is needed)")
         })?;
         let lower = name.to_lowercase();
-        let found: Vec<&DrugName> = self
-            .names
-            .iter()
-            .filter(|n| contains_word(&lower, &n.lower))
-            .collect();
+        let found = self.names_in(&lower);
         let mut ingredients: Vec<String> = Vec::new();
         for drug in found.iter().filter(|n| !is_part_of_another(n, &found)) {
             if !ingredients.contains(&drug.ingredient) {
@@ -525,13 +529,33 @@ impl ValueSet {
         if !words(&lower).any(|w| self.first_words.contains(w)) {
             return None;
         }
-        self.names
-            .iter()
-            .filter(|name| contains_word(&lower, &name.lower))
+        self.names_in(&lower)
+            .into_iter()
             .fold(None, |best: Option<&DrugName>, name| match best {
                 Some(b) if b.lower.len() >= name.lower.len() => Some(b),
                 _ => Some(name),
             })
+    }
+
+    /// The names found as whole words in a lower-case text, leaving out the
+    /// ingredients an `other-drug` name found in it rules out.
+    fn names_in(&self, lower: &str) -> Vec<&DrugName> {
+        let found: Vec<&DrugName> = self
+            .names
+            .iter()
+            .filter(|n| contains_word(lower, &n.lower))
+            .collect();
+        let ruled_out: Vec<&str> = found
+            .iter()
+            .filter(|n| n.kind == NameKind::OtherDrug)
+            .map(|n| n.ingredient.as_str())
+            .collect();
+        found
+            .into_iter()
+            .filter(|n| {
+                n.kind != NameKind::OtherDrug && !ruled_out.contains(&n.ingredient.as_str())
+            })
+            .collect()
     }
 
     /// The display the value set gives for a code, if any.
@@ -939,6 +963,25 @@ mod tests {
         assert!(
             err.contains("200809") && err.contains("listed twice"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn an_other_drug_name_keeps_its_look_alike_ingredient_from_matching() {
+        let set = ValueSet::from_json(
+            &with_designation(
+                r#"{"use":{"system":"https://cramp-cds.org/fhir/CodeSystem/designation-use","code":"other-drug"},"value":"furosemide enacarbil"}"#,
+            )
+            .into_bytes(),
+        )
+        .unwrap();
+        assert!(
+            set.match_name("Furosemide enacarbil 600 mg (invented)")
+                .is_none()
+        );
+        assert_eq!(
+            set.match_name("furosemide 40 mg").map(|n| n.kind),
+            Some(NameKind::IngredientName)
         );
     }
 }

@@ -1,9 +1,11 @@
 //! Matching coded things against value sets, saying how they matched: by an
-//! exact code, under a class (ATC, ICD-10-CM), or by an ingredient name as a
-//! whole word in a product's display or text.
+//! exact code, under a class (ATC, ICD-10-CM), by a product-level RxNorm code of
+//! the value set's expansion, or by a name of the drug (ingredient name, synonym,
+//! brand name, abbreviation) as a whole word in a product's display or text.
+//! It does not decide whether a medication is active; the engine does.
 
-use crate::fhir::record::Concept;
-use crate::knowledge::valueset::{CodeMatch, ValueSet};
+use crate::fhir::record::{Code, Concept};
+use crate::knowledge::valueset::{CodeMatch, DrugName, Product, ValueSet};
 
 /// Human names of the code systems, for evidence.
 pub fn system_name(system: &str) -> &str {
@@ -19,42 +21,99 @@ pub fn system_name(system: &str) -> &str {
 
 /// How a concept matched a value set, in words for the evidence.
 pub fn match_concept(set: &ValueSet, concept: &Concept) -> Option<String> {
-    for coding in &concept.codings {
-        match set.match_code(&coding.system, &coding.code) {
-            Some(CodeMatch::Exact) => {
-                let display = coding
-                    .display
-                    .as_deref()
-                    .or_else(|| set.display(&coding.system, &coding.code));
-                return Some(match display {
-                    Some(d) => format!("{} {} \"{d}\"", system_name(&coding.system), coding.code),
-                    None => format!("{} {}", system_name(&coding.system), coding.code),
-                });
-            }
-            Some(CodeMatch::UnderClass(class)) => {
-                return Some(format!(
-                    "{} {} (class {class})",
-                    system_name(&coding.system),
-                    coding.code
-                ));
-            }
-            None => {}
-        }
-    }
-    None
+    concept
+        .codings
+        .iter()
+        .find_map(|coding| match_coding(set, coding).map(|found| found.how))
 }
 
 /// How a medication matched, and which drug of the value set it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MedicationMatch {
-    /// The drug, for counting different drugs: the matched concept's name, or the class code.
+    /// The drug, for counting different drugs: the ingredient's name, or the class code.
     pub drug: String,
     /// How it matched, in words for the evidence.
     pub how: String,
 }
 
-/// Like [`match_concept`], then falls back to the ingredient name as a whole word
-/// in each coding's display and in the text (medications only).
+/// The coding as it reads in evidence: system, code and the display sent or,
+/// when none was sent, the value set's own (RxNorm) name for the code.
+fn coding_label(set: &ValueSet, coding: &Code) -> String {
+    let display = coding
+        .display
+        .as_deref()
+        .or_else(|| set.display(&coding.system, &coding.code));
+    match display {
+        Some(d) => format!("{} {} \"{d}\"", system_name(&coding.system), coding.code),
+        None => format!("{} {}", system_name(&coding.system), coding.code),
+    }
+}
+
+/// One coding against the value set: the drug it names and how it matched.
+fn match_coding(set: &ValueSet, coding: &Code) -> Option<MedicationMatch> {
+    let label = coding_label(set, coding);
+    match set.match_code(&coding.system, &coding.code)? {
+        CodeMatch::Exact => Some(MedicationMatch {
+            drug: set
+                .display(&coding.system, &coding.code)
+                .map(str::to_lowercase)
+                .unwrap_or_else(|| coding.code.clone()),
+            how: label,
+        }),
+        CodeMatch::UnderClass(class) => Some(MedicationMatch {
+            drug: class.clone(),
+            how: format!(
+                "{} {} (class {class})",
+                system_name(&coding.system),
+                coding.code
+            ),
+        }),
+        CodeMatch::Product(product) => Some(product_match(&label, coding, &product)),
+    }
+}
+
+/// A product-level code: the evidence names the kind of product and its ingredients.
+fn product_match(label: &str, coding: &Code, product: &Product) -> MedicationMatch {
+    let of = if product.ingredients.is_empty() {
+        String::new()
+    } else {
+        let quoted: Vec<String> = product
+            .ingredients
+            .iter()
+            .map(|i| format!("\"{i}\""))
+            .collect();
+        format!(" of {}", quoted.join(" and "))
+    };
+    MedicationMatch {
+        drug: product
+            .ingredients
+            .first()
+            .cloned()
+            .unwrap_or_else(|| coding.code.clone()),
+        how: format!("product code {label}, a {}{of}", product.kind.label()),
+    }
+}
+
+/// A name of the drug found in a display or text: the evidence says which kind of name.
+fn name_match(name: &DrugName, where_: &str, text: &str) -> MedicationMatch {
+    let stands_for = if name.written.to_lowercase() == name.ingredient {
+        String::new()
+    } else {
+        format!(" (\"{}\")", name.ingredient)
+    };
+    MedicationMatch {
+        drug: name.ingredient.clone(),
+        how: format!(
+            "{} \"{}\"{stands_for} in the {where_} \"{text}\"",
+            name.kind.label(),
+            name.written
+        ),
+    }
+}
+
+/// Like [`match_concept`] for a medication and its ingredients (codes first), then
+/// falls back to a name of the drug as a whole word in each coding's display and
+/// in the text.
 pub fn match_medication(
     set: &ValueSet,
     concept: &Concept,
@@ -63,22 +122,10 @@ pub fn match_medication(
     let candidates =
         std::iter::once((concept, "")).chain(ingredients.iter().map(|i| (i, "ingredient ")));
     for (candidate, prefix) in candidates {
-        for coding in &candidate.codings {
-            if set.match_code(&coding.system, &coding.code).is_none() {
-                continue;
-            }
-            let single = Concept {
-                codings: vec![coding.clone()],
-                text: None,
-            };
-            let how = match_concept(set, &single).unwrap_or_default();
-            let drug = set
-                .display(&coding.system, &coding.code)
-                .map(str::to_lowercase)
-                .unwrap_or_else(|| coding.code.clone());
+        if let Some(found) = candidate.codings.iter().find_map(|c| match_coding(set, c)) {
             return Some(MedicationMatch {
-                drug,
-                how: format!("{prefix}{how}"),
+                how: format!("{prefix}{}", found.how),
+                ..found
             });
         }
     }
@@ -100,11 +147,138 @@ pub fn match_medication(
         );
     for (text, where_) in named {
         if let Some(name) = set.match_name(text) {
-            return Some(MedicationMatch {
-                drug: name.to_owned(),
-                how: format!("the name \"{name}\" in the {where_} \"{text}\""),
-            });
+            return Some(name_match(name, &where_, text));
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::knowledge::valueset::RXNORM;
+
+    fn loop_diuretics() -> ValueSet {
+        ValueSet::from_json(
+            br#"{"resourceType":"ValueSet","id":"loop","compose":{"include":[
+            {"system":"http://www.nlm.nih.gov/research/umls/rxnorm","concept":[
+              {"code":"4603","display":"furosemide","designation":[
+                {"use":{"system":"https://cramp-cds.org/fhir/CodeSystem/designation-use","code":"brand-name"},"value":"Lasix"}]},
+              {"code":"5487","display":"hydrochlorothiazide","designation":[
+                {"use":{"system":"https://cramp-cds.org/fhir/CodeSystem/designation-use","code":"abbreviation"},"value":"HCTZ"}]}]},
+            {"system":"http://www.whocc.no/atc","filter":[{"property":"concept","op":"is-a","value":"C03C"}]}]},
+            "expansion":{"contains":[
+              {"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"200809","display":"furosemide 40 MG Oral Tablet [Lasix]"},
+              {"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"823982","display":"hydrochlorothiazide 12.5 MG / lisinopril 20 MG Oral Tablet [Zestoretic]"}]}}"#,
+        )
+        .unwrap()
+    }
+
+    fn coded(system: &str, code: &str, display: Option<&str>) -> Concept {
+        Concept {
+            codings: vec![Code {
+                system: system.into(),
+                code: code.into(),
+                display: display.map(str::to_owned),
+            }],
+            text: None,
+        }
+    }
+
+    fn text_only(text: &str) -> Concept {
+        Concept {
+            codings: vec![],
+            text: Some(text.into()),
+        }
+    }
+
+    #[test]
+    fn a_product_code_sent_without_display_is_named_from_the_value_set() {
+        let found =
+            match_medication(&loop_diuretics(), &coded(RXNORM, "200809", None), &[]).unwrap();
+        assert_eq!(found.drug, "furosemide");
+        assert_eq!(
+            found.how,
+            "product code RxNorm 200809 \"furosemide 40 MG Oral Tablet [Lasix]\", a branded drug (SBD) of \"furosemide\""
+        );
+    }
+
+    #[test]
+    fn a_combination_product_counts_for_the_ingredient_of_the_value_set() {
+        let found =
+            match_medication(&loop_diuretics(), &coded(RXNORM, "823982", None), &[]).unwrap();
+        assert_eq!(found.drug, "hydrochlorothiazide");
+        assert!(
+            found.how.contains("of \"hydrochlorothiazide\""),
+            "{}",
+            found.how
+        );
+    }
+
+    #[test]
+    fn an_ingredient_code_and_a_class_code_say_which_they_are() {
+        let set = loop_diuretics();
+        let by_ingredient = match_medication(&set, &coded(RXNORM, "4603", None), &[]).unwrap();
+        assert_eq!(by_ingredient.how, "RxNorm 4603 \"furosemide\"");
+        let by_class = match_medication(
+            &set,
+            &coded("http://www.whocc.no/atc", "C03CA01", None),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(by_class.how, "ATC C03CA01 (class C03C)");
+        assert_eq!(by_class.drug, "C03C");
+    }
+
+    #[test]
+    fn a_brand_name_in_the_text_says_it_is_a_brand_and_of_what() {
+        let found = match_medication(&loop_diuretics(), &text_only("Lasix 40mg tab"), &[]).unwrap();
+        assert_eq!(found.drug, "furosemide");
+        assert_eq!(
+            found.how,
+            "brand name \"Lasix\" (\"furosemide\") in the text \"Lasix 40mg tab\""
+        );
+    }
+
+    #[test]
+    fn an_abbreviation_in_a_local_display_matches() {
+        let concept = coded(
+            "https://ehr.example.org/drugs",
+            "77",
+            Some("HCTZ 25 MG TAB"),
+        );
+        let found = match_medication(&loop_diuretics(), &concept, &[]).unwrap();
+        assert_eq!(found.drug, "hydrochlorothiazide");
+        assert!(
+            found.how.starts_with("abbreviation \"HCTZ\" (\"hydrochlorothiazide\") in the https://ehr.example.org/drugs 77 display"),
+            "{}",
+            found.how
+        );
+    }
+
+    #[test]
+    fn an_ingredient_name_says_so_without_repeating_itself() {
+        let found =
+            match_medication(&loop_diuretics(), &text_only("Furosemide 40 mg"), &[]).unwrap();
+        assert_eq!(
+            found.how,
+            "ingredient name \"furosemide\" in the text \"Furosemide 40 mg\""
+        );
+    }
+
+    #[test]
+    fn look_alike_words_and_other_products_do_not_match() {
+        let set = loop_diuretics();
+        for text in ["Lasixon 40 mg", "PHCTZ 25", "lisinopril 20 MG Oral Tablet"] {
+            assert_eq!(
+                match_medication(&set, &text_only(text), &[]),
+                None,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            match_medication(&set, &coded(RXNORM, "314077", None), &[]),
+            None
+        );
+    }
 }

@@ -28,6 +28,10 @@ pub struct Outcome {
     pub matched: bool,
     /// Evidence lines (Markdown), for a matched criterion.
     pub evidence: Vec<String>,
+    /// Lines that say what was *not* found (from `not`), for a matched criterion. They explain
+    /// the rule's own criteria; the criteria of notes, escalations and suggestions drop them, so
+    /// a card does not list every caution that did not apply.
+    pub absences: Vec<String>,
     /// Indexes into `record.draft_orders` that matched.
     pub draft_orders: Vec<usize>,
     /// Draft orders left out for a safety reason (route, another indication), kept whether
@@ -216,6 +220,7 @@ fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> RuleResult<'k> {
         return RuleResult::Quiet(vec![quiet]);
     }
     let mut evidence = fired.evidence.clone();
+    evidence.extend(fired.absences.iter().cloned());
     let mut indicator = rule.indicator;
     let mut summary = rule.summary.as_str();
     for escalation in &rule.escalations {
@@ -376,6 +381,7 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
                 }
                 combined.unconfirmed |= outcome.unconfirmed;
                 combined.evidence.extend(outcome.evidence);
+                combined.absences.extend(outcome.absences);
                 combined.draft_orders.extend(outcome.draft_orders);
             }
             combined
@@ -390,6 +396,7 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
                     combined.matched = true;
                     confirmed |= !outcome.unconfirmed;
                     combined.evidence.extend(outcome.evidence);
+                    combined.absences.extend(outcome.absences);
                     combined.draft_orders.extend(outcome.draft_orders);
                 }
             }
@@ -400,15 +407,16 @@ fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Outcome {
             if evaluate(child, scope).matched {
                 return Outcome::default();
             }
-            Outcome::leaf(
-                true,
-                vec![format!("Not found: {}", describe(child, scope.knowledge))],
-            )
+            Outcome {
+                matched: true,
+                absences: vec![format!("Not found: {}", describe(child, scope.knowledge))],
+                ..Default::default()
+            }
         }
         Criterion::Hook(hooks) => Outcome::leaf(hooks.contains(&scope.hook), Vec::new()),
         Criterion::Named(named) => {
             let mut outcome = evaluate(&named.criterion, scope);
-            for line in &mut outcome.evidence {
+            for line in outcome.evidence.iter_mut().chain(&mut outcome.absences) {
                 *line = format!("{}: {line}", named.label);
             }
             outcome
@@ -543,7 +551,8 @@ fn draft_orders(c: &DraftOrderCriterion, scope: &Scope<'_>) -> Outcome {
         if !order.in_scope {
             continue;
         }
-        let Some(found) = matching::match_medication(set, &order.concept, &[]) else {
+        let Some(found) = matching::match_medication(set, &order.concept, &order.ingredients)
+        else {
             continue;
         };
         let dose = match (&c.dose, &order.daily_dose) {
@@ -601,7 +610,7 @@ fn safety_skip(
     let name = order.concept.name();
     if let Some(except) = c.except {
         let set = &scope.knowledge.valuesets[except];
-        if let Some(found) = matching::match_medication(set, &order.concept, &[]) {
+        if let Some(found) = matching::match_medication(set, &order.concept, &order.ingredients) {
             return Some((
                 SafetyReason::Indication,
                 format!(

@@ -176,6 +176,8 @@ mod tests {
                 codings: Vec::new(),
                 text: Some(name.into()),
             },
+            ingredients: Vec::new(),
+            unresolved: false,
             in_scope: true,
             resource,
             daily_dose: Err("not needed".into()),

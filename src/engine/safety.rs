@@ -305,6 +305,8 @@ mod tests {
                 }],
                 text: None,
             },
+            ingredients: Vec::new(),
+            unresolved: false,
             in_scope: true,
             resource: serde_json::json!({"resourceType": "MedicationRequest",
                 "dosageInstruction": [{"route": route}]}),

@@ -8,6 +8,7 @@ mod lab;
 mod matching;
 mod order;
 mod safety;
+mod topics;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -313,12 +314,16 @@ fn evaluate_rule<'k>(rule: &'k Rule, scope: &Scope<'_>) -> RuleResult<'k> {
         notes,
         suggestions,
         draft_orders,
-        data_issues: scope
-            .record
-            .issues
-            .iter()
-            .map(|i| format!("{}: {}", i.location, i.problem))
-            .collect(),
+        data_issues: {
+            let topics = topics::read_by(rule);
+            scope
+                .record
+                .issues
+                .iter()
+                .filter(|issue| topics::bears_on(issue, &topics))
+                .map(|i| format!("{}: {}", i.location, i.problem))
+                .collect()
+        },
         withheld,
     }))
 }

@@ -44,11 +44,7 @@ pub fn route_of(order: &DraftOrder) -> Option<Route> {
         }
         return Some(Route::Other);
     }
-    route_from_product_name(&order.concept.name()).or(match order.oral {
-        Some(true) => Some(Route::Oral),
-        Some(false) => Some(Route::Other),
-        None => None,
-    })
+    route_from_product_name(&order.concept.name())
 }
 
 fn route_from_codes(route: &Value) -> Option<Route> {
@@ -107,6 +103,8 @@ fn route_from_product_name(name: &str) -> Option<Route> {
         "transdermal",
     ]) {
         Some(Route::Topical)
+    } else if any(&["ophthalmic", "suppository", "rectal", "spray", "inhal"]) {
+        Some(Route::Other)
     } else {
         None
     }
@@ -181,8 +179,26 @@ mod tests {
             in_scope: true,
             resource,
             daily_dose: Err("not needed".into()),
-            oral: None,
         }
+    }
+
+    #[test]
+    fn a_product_name_tells_the_route_when_the_order_states_none() {
+        let none = serde_json::json!({});
+        let route = |name: &str| route_of(&order(none.clone(), name));
+        assert_eq!(
+            route("diclofenac sodium 10 MG/ML Topical Gel"),
+            Some(Route::Topical)
+        );
+        assert_eq!(route("naproxen 500 MG Oral Tablet"), Some(Route::Oral));
+        assert_eq!(
+            route("magnesium sulfate 500 MG/ML Injectable Solution"),
+            Some(Route::Intravenous)
+        );
+        assert_eq!(
+            route("bisacodyl 10 MG Rectal Suppository"),
+            Some(Route::Other)
+        );
     }
 
     #[test]

@@ -314,7 +314,6 @@ mod tests {
                 mg_per_day,
                 working: "test".into(),
             }),
-            oral: None,
         }
     }
 

@@ -198,59 +198,6 @@ fn strength_mg(name: &str) -> Option<f64> {
     }
 }
 
-/// Whether the order is for a medicine taken by mouth: its route, else its product name.
-/// `None` when nothing says.
-pub fn is_oral(request: &Value) -> Option<bool> {
-    for instruction in request["dosageInstruction"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let route = &instruction["route"];
-        if route.is_null() {
-            continue;
-        }
-        let oral = route["coding"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["code"] == "26643006")
-            || [
-                route["text"].as_str(),
-                route["coding"][0]["display"].as_str(),
-            ]
-            .into_iter()
-            .flatten()
-            .any(|t| {
-                let t = t.to_lowercase();
-                t.contains("oral") || t.contains("by mouth")
-            });
-        return Some(oral);
-    }
-    let name = product_name(request)?.to_lowercase();
-    const NOT_ORAL: [&str; 12] = [
-        "topical",
-        "gel",
-        "cream",
-        "ointment",
-        "patch",
-        "transdermal",
-        "ophthalmic",
-        "injection",
-        "injectable",
-        "suppository",
-        "rectal",
-        "spray",
-    ];
-    if NOT_ORAL
-        .iter()
-        .any(|w| crate::knowledge::valueset::contains_word(&name, w))
-    {
-        return Some(false);
-    }
-    name.contains("oral").then_some(true)
-}
-
 fn trim(value: f64) -> String {
     let text = format!("{value:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -316,13 +263,5 @@ mod tests {
     fn a_missing_timing_is_said_not_guessed() {
         let request = order(json!({"value": 10, "unit": "mg"}), Value::Null, "x");
         assert!(daily_dose(&request).unwrap_err().contains("no timing"));
-    }
-
-    #[test]
-    fn a_topical_product_is_not_oral() {
-        let gel = json!({"medicationCodeableConcept": {"text": "diclofenac sodium 10 MG/ML Topical Gel"}});
-        assert_eq!(is_oral(&gel), Some(false));
-        let tablet = json!({"medicationCodeableConcept": {"text": "naproxen 500 MG Oral Tablet"}});
-        assert_eq!(is_oral(&tablet), Some(true));
     }
 }

@@ -251,8 +251,6 @@ pub struct DraftOrder {
     pub resource: serde_json::Value,
     /// The total daily dose (medication orders), or why it cannot be computed.
     pub daily_dose: Result<DailyDose, String>,
-    /// Whether it is taken by mouth, when the order or product name says.
-    pub oral: Option<bool>,
 }
 
 /// What kind of fact a [`DataIssue`] bears on, so an issue can be shown with the findings it
@@ -727,10 +725,10 @@ impl PatientRecord {
         }
         let reference = reference(resource_type, id.as_deref());
         let in_scope = selections.is_none_or(|s| s.contains(&reference));
-        let (daily_dose, oral) = if resource_type == "MedicationRequest" {
-            (dose::daily_dose(&resource), dose::is_oral(&resource))
+        let daily_dose = if resource_type == "MedicationRequest" {
+            dose::daily_dose(&resource)
         } else {
-            (Err("not a medication order".to_owned()), None)
+            Err("not a medication order".to_owned())
         };
         self.draft_orders.push(DraftOrder {
             reference,
@@ -741,7 +739,6 @@ impl PatientRecord {
             in_scope,
             resource,
             daily_dose,
-            oral,
         });
     }
 

@@ -140,11 +140,71 @@ pub(super) fn check_suggestion(
             Some(_) => {}
         }
     }
+    if let Some(explanation) = dose_not_givable(rule, planned, scope.record) {
+        return withheld(SafetyReason::Product, explanation);
+    }
     effect
         .creates
         .iter()
         .find_map(|resource| already_taken(resource, scope))
         .and_then(|explanation| withheld(SafetyReason::AlreadyOnIt, explanation))
+}
+
+/// When a dose update cannot be given with the product its draft order names: a dose that is
+/// not a whole number of the product's tablets or capsules (100 mg from a 300 mg capsule), or an
+/// extended-release product moved to a schedule of several doses a day. The update would then
+/// be an order a pharmacy cannot fill as written; the card says to choose the product.
+fn dose_not_givable(
+    rule: &Rule,
+    planned: &PlannedSuggestion,
+    record: &PatientRecord,
+) -> Option<String> {
+    let template = &rule.suggestions[planned.index];
+    for action in &planned.actions {
+        let Some(dose) = &template.actions[action.index].set_dose else {
+            continue;
+        };
+        for order in action
+            .draft_orders
+            .iter()
+            .filter_map(|i| record.draft_orders.get(*i))
+        {
+            let name = order.concept.name();
+            let lower = name.to_lowercase();
+            let extended = [
+                "extended release",
+                "24 hr",
+                "12 hr",
+                " er ",
+                "sustained",
+                "gralise",
+            ]
+            .iter()
+            .any(|w| format!(" {lower} ").contains(w));
+            if extended && dose.frequency > 1 {
+                return Some(format!(
+                    "{name} is an extended-release product, which is not taken {} times a day; \
+                     choose an immediate-release product for the new dose",
+                    dose.frequency
+                ));
+            }
+            let solid = ["tablet", "capsule"].iter().any(|w| lower.contains(w));
+            if let Some(strength) = crate::fhir::dose::strength_mg(&name)
+                && solid
+                && dose.unit.eq_ignore_ascii_case("mg")
+            {
+                let units = dose.value / strength;
+                if (units - units.round()).abs() > 1e-6 || units.round() < 1.0 {
+                    return Some(format!(
+                        "{} mg a dose cannot be given with {name}; change the order to a \
+                         product of a strength that gives it",
+                        super::trim_number(dose.value)
+                    ));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// When the patient already takes an active medication in a value set that also holds the
@@ -154,6 +214,19 @@ fn already_taken(resource: &Value, scope: &Scope<'_>) -> Option<String> {
     for set in &scope.knowledge.valuesets {
         if matching::match_medication(set, &ordered, &[]).is_none() {
             continue;
+        }
+        let drafted = scope.record.draft_orders.iter().find(|o| {
+            o.resource_type == "MedicationRequest"
+                && matching::match_medication(set, &o.concept, &o.ingredients).is_some()
+        });
+        if let Some(drafted) = drafted {
+            return Some(format!(
+                "an order for {} ({}) is being placed in this session (\"{}\"), so a second \
+                 order is not offered",
+                drafted.concept.name(),
+                drafted.reference,
+                set.title
+            ));
         }
         let taken = scope.record.medications.iter().find(|m| {
             m.is_active() && matching::match_medication(set, &m.concept, &m.ingredients).is_some()

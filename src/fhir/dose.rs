@@ -185,7 +185,7 @@ pub fn product_name(request: &Value) -> Option<String> {
 }
 
 /// The single strength in mg written in a product name ("Baclofen 10 MG Oral Tablet" → 10).
-fn strength_mg(name: &str) -> Option<f64> {
+pub fn strength_mg(name: &str) -> Option<f64> {
     let words: Vec<&str> = name.split_whitespace().collect();
     let strengths: Vec<f64> = words
         .windows(2)

@@ -75,6 +75,9 @@ pub enum SafetyReason {
     Duplicate,
     /// The change would be an abrupt large dose reduction (withdrawal risk).
     WithdrawalRisk,
+    /// The new dose cannot be given with the product the order names (its strength, or an
+    /// extended-release form taken on another schedule).
+    Product,
 }
 
 impl SafetyReason {
@@ -89,6 +92,7 @@ impl SafetyReason {
             SafetyReason::UnconfirmedDiagnosis => "unconfirmed-diagnosis",
             SafetyReason::Duplicate => "duplicate",
             SafetyReason::WithdrawalRisk => "withdrawal-risk",
+            SafetyReason::Product => "product",
         }
     }
 }

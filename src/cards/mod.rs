@@ -2,6 +2,8 @@
 //! citation), the source with the rule id as its topic, override reasons, and
 //! suggestions whose actions carry FHIR R4 resources for this patient.
 
+pub mod evidence;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -127,9 +129,9 @@ fn render_card(
 pub fn render_detail(finding: &Finding<'_>) -> String {
     let rule = finding.rule;
     let mut detail = String::from("**Why this card**\n\n");
-    for line in &finding.evidence {
+    for line in evidence::all_lines(&finding.evidence) {
         detail.push_str("- ");
-        detail.push_str(line);
+        detail.push_str(&line);
         detail.push('\n');
     }
     detail.push_str("\n**What to do**\n\n");
@@ -153,7 +155,7 @@ pub fn render_detail(finding: &Finding<'_>) -> String {
         detail.push_str("\n**Data that could not be used**\n\n");
         for issue in &finding.data_issues {
             detail.push_str("- ");
-            detail.push_str(issue);
+            detail.push_str(&evidence::data_issue(issue));
             detail.push('\n');
         }
     }

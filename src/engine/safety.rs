@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::order::concept_of;
+use super::evidence::Evidence;
 use super::{Finding, PlannedSuggestion, Scope, matching};
 use crate::fhir::record::{ConditionEntry, PatientRecord};
 use crate::knowledge::rule::{ActionType, Rule, SafetyReason};
@@ -37,6 +38,8 @@ pub struct Quieted {
     pub reason: SafetyReason,
     /// Why, for people.
     pub explanation: String,
+    /// What the exclusion found (for a `[[stay_quiet]]` exclusion).
+    pub evidence: Vec<Evidence>,
 }
 
 /// Whether a condition's verification status says it is not confirmed.
@@ -198,7 +201,7 @@ fn dose_not_givable(
                     return Some(format!(
                         "{} mg a dose cannot be given with {name}; change the order to a \
                          product of a strength that gives it",
-                        super::trim_number(dose.value)
+                        crate::knowledge::describe::trim_number(dose.value)
                     ));
                 }
             }

@@ -1,16 +1,19 @@
-//! Typed evidence into the lines of a card's "Why this card" block (Markdown:
-//! the decisive value in bold). The command line prints the same lines, from
-//! the same values.
+//! Typed evidence into the lines of a card: the short clinical line of "Why
+//! this card" (Markdown, the decisive value in bold), and the line of
+//! "Technical details" with the resource ids and how each code matched, for
+//! the informaticist checking why a card fired. Results that could not be used
+//! go to "Data that could not be used". The command line prints the same lines,
+//! from the same values.
 
 use crate::engine::evidence::{
     Amount, BodySite, ConditionFact, Decision, DoseFact, Evidence, Fact, LabReading, Matched,
-    MatchedBy, MedicationFact, OrderFact, Unusable, UnusableReason,
+    MatchedBy, MedicationFact, Unusable, UnusableReason,
 };
 use crate::fhir::record::DataIssue;
 use crate::knowledge::describe::{lower_first, system_name, trim_number};
 
-/// The Markdown lines of one piece of evidence (a fall gives two), each with the labels of
-/// the named criteria it came through.
+/// The clinical lines of one piece of evidence (a fall gives two; a result that could not be
+/// used gives none), each with the labels of the named criteria it came through.
 pub fn lines(evidence: &Evidence) -> Vec<String> {
     let prefix: String = evidence
         .labels
@@ -23,14 +26,27 @@ pub fn lines(evidence: &Evidence) -> Vec<String> {
         .collect()
 }
 
-/// The lines of a list of evidence, in order, without repeating a line.
+/// The clinical lines of a list of evidence, in order, without repeating a line.
 pub fn all_lines(evidence: &[Evidence]) -> Vec<String> {
+    unique(evidence.iter().flat_map(lines))
+}
+
+/// The technical lines (resource ids, codes, how each matched) of a list of evidence.
+pub fn all_technical_lines(evidence: &[Evidence]) -> Vec<String> {
+    unique(evidence.iter().flat_map(|e| technical_lines(&e.fact)))
+}
+
+/// The lines of the results that could not be used.
+pub fn all_unusable_lines(evidence: &[Evidence]) -> Vec<String> {
+    unique(evidence.iter().filter_map(|e| match &e.fact {
+        Fact::UnusableResult(unusable) => Some(unusable_line(unusable)),
+        _ => None,
+    }))
+}
+
+fn unique(lines: impl Iterator<Item = String>) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    evidence
-        .iter()
-        .flat_map(lines)
-        .filter(|line| seen.insert(line.clone()))
-        .collect()
+    lines.filter(|line| seen.insert(line.clone())).collect()
 }
 
 /// A data issue as one line: where, and what was wrong.
@@ -67,11 +83,17 @@ fn fact_lines(fact: &Fact) -> Vec<String> {
                 Some(days) => format!("in the last {days} days"),
                 None => "on record".to_owned(),
             };
-            vec![format!("No usable {} result {window}", lower_first(analyte))]
+            vec![format!(
+                "No usable {} result {window}",
+                lower_first(analyte)
+            )]
         }
-        Fact::UnusableResult(unusable) => vec![unusable_line(unusable)],
+        Fact::UnusableResult(_) => Vec::new(),
         Fact::Condition(condition) => vec![condition_line(condition)],
-        Fact::Medication(medication) => vec![medication_line(medication)],
+        Fact::Medication(medication) => {
+            let state = if medication.active { "Active" } else { "Past" };
+            vec![format!("{state} medication: {}", medication.name)]
+        }
         Fact::DistinctDrugs(drugs) => {
             vec![format!(
                 "{} different drugs: {}",
@@ -79,7 +101,11 @@ fn fact_lines(fact: &Fact) -> Vec<String> {
                 drugs.join(", ")
             )]
         }
-        Fact::DraftOrder(order) => vec![order_line(order)],
+        Fact::DraftOrder(order) => vec![format!(
+            "Order being placed: {}{}",
+            order.name,
+            dose_text(&order.dose)
+        )],
         Fact::Age { years, born } => {
             let born = born
                 .map(|d| d.format("%Y-%m-%d").to_string())
@@ -88,6 +114,51 @@ fn fact_lines(fact: &Fact) -> Vec<String> {
         }
         Fact::Absent { description } => vec![format!("Not found: {description}")],
     }
+}
+
+/// Where the facts came from: resource ids, LOINC codes, status, and how a code matched.
+fn technical_lines(fact: &Fact) -> Vec<String> {
+    match fact {
+        Fact::LabResult { result, .. } => vec![reading_source(result)],
+        Fact::LabFall {
+            earlier, newest, ..
+        } => vec![reading_source(earlier), reading_source(newest)],
+        Fact::Condition(condition) => vec![format!(
+            "{} ({}; {}, clinical status {})",
+            condition.name,
+            matched(&condition.matched),
+            condition.reference,
+            condition.clinical_status.as_deref().unwrap_or("not stated"),
+        )],
+        Fact::Medication(medication) => vec![medication_line(medication)],
+        Fact::DraftOrder(order) => vec![format!(
+            "{} ({}; matched {})",
+            order.name,
+            order.reference,
+            matched(&order.matched)
+        )],
+        Fact::NoResult { .. }
+        | Fact::UnusableResult(_)
+        | Fact::DistinctDrugs(_)
+        | Fact::Age { .. }
+        | Fact::Absent { .. } => Vec::new(),
+    }
+}
+
+/// "Serum magnesium on 2026-10-02: LOINC 2601-3; Observation/mg-low".
+fn reading_source(result: &LabReading) -> String {
+    let mut source: Vec<String> = result
+        .loinc
+        .iter()
+        .map(|code| format!("LOINC {code}"))
+        .collect();
+    source.push(result.reference.clone());
+    format!(
+        "{} on {}: {}",
+        result.analyte,
+        result.time.format("%Y-%m-%d"),
+        source.join("; ")
+    )
 }
 
 /// "0.49 mmol/L" with the analyte's decimals.
@@ -109,8 +180,8 @@ fn decision(decision: &Decision) -> String {
     }
 }
 
-/// A result: name, the value in bold (with the value as reported when it differs), date,
-/// `why`, then its codes and reference.
+/// A result: name, the value in bold (with the value as reported when it differs), date and
+/// `why`.
 fn reading(result: &LabReading, why: &str) -> String {
     let comparator = result.comparator().unwrap_or("");
     let canonical = amount(&result.canonical);
@@ -138,18 +209,10 @@ fn reading(result: &LabReading, why: &str) -> String {
     } else {
         ""
     };
-    let codes: Vec<String> = result
-        .loinc
-        .iter()
-        .map(|code| format!("LOINC {code}"))
-        .collect();
     format!(
-        "{} {shown}{preliminary} on {}{why} ({}{}{})",
+        "{} {shown}{preliminary} on {}{why}",
         result.analyte,
         result.time.format("%Y-%m-%d"),
-        codes.join(", "),
-        if codes.is_empty() { "" } else { "; " },
-        result.reference
     )
 }
 
@@ -172,13 +235,15 @@ fn unusable_line(unusable: &Unusable) -> String {
             result,
             decision: tested,
         } => format!(
-            "{} was not counted as {}: the laboratory reported a bound, so it may be on either side",
+            "{} ({}) was not counted as {}: the laboratory reported a bound, so it may be on either side",
             reading(result, ""),
+            result.reference,
             decision(tested)
         ),
         UnusableReason::BoundForFall { result } => format!(
-            "{} was not used to measure a fall: it gives only a bound, not a value",
-            reading(result, "")
+            "{} ({}) was not used to measure a fall: it gives only a bound, not a value",
+            reading(result, ""),
+            result.reference
         ),
     }
 }
@@ -259,22 +324,16 @@ fn condition_line(condition: &ConditionFact) -> String {
         Some(BodySite::Found(name)) => format!(", body site {name}"),
         Some(BodySite::NotStated) => ", no body site stated".to_owned(),
     };
-    format!(
-        "Active condition: {} ({}; {}, clinical status {}{tentative}{onset}{site})",
-        condition.name,
-        matched(&condition.matched),
-        condition.reference,
-        condition
-            .clinical_status
-            .as_deref()
-            .unwrap_or("not stated"),
-    )
+    let details = format!("{tentative}{onset}{site}");
+    match details.strip_prefix(", ") {
+        Some(details) => format!("Active condition: {} ({details})", condition.name),
+        None => format!("Active condition: {}", condition.name),
+    }
 }
 
 fn medication_line(medication: &MedicationFact) -> String {
-    let state = if medication.active { "Active" } else { "Past" };
     format!(
-        "{state} medication: {} ({}, status {}; matched {})",
+        "{} ({}, status {}; matched {})",
         medication.name,
         medication.reference,
         medication.status,
@@ -282,8 +341,8 @@ fn medication_line(medication: &MedicationFact) -> String {
     )
 }
 
-fn order_line(order: &OrderFact) -> String {
-    let dose = match &order.dose {
+fn dose_text(dose: &DoseFact) -> String {
+    match dose {
         DoseFact::NotShown => String::new(),
         DoseFact::Daily {
             mg_per_day,
@@ -302,11 +361,5 @@ fn order_line(order: &OrderFact) -> String {
             trim_number(*limit)
         ),
         DoseFact::Unknown(why) => format!("; the total daily dose could not be computed: {why}"),
-    };
-    format!(
-        "Order being placed: {} ({}; matched {}{dose})",
-        order.name,
-        order.reference,
-        matched(&order.matched)
-    )
+    }
 }

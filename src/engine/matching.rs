@@ -4,8 +4,8 @@
 //! brand name, abbreviation) as a whole word in a product's display or text.
 //! It does not decide whether a medication is active; the engine does.
 
-use crate::fhir::record::{Code, Concept};
 use super::evidence::{Matched, MatchedBy};
+use crate::fhir::record::{Code, Concept};
 use crate::knowledge::describe::system_name;
 use crate::knowledge::valueset::{CodeMatch, DrugName, Product, ValueSet};
 
@@ -111,8 +111,7 @@ pub fn match_medication(
     concept: &Concept,
     ingredients: &[Concept],
 ) -> Option<MedicationMatch> {
-    let candidates =
-        std::iter::once((concept, false)).chain(ingredients.iter().map(|i| (i, true)));
+    let candidates = std::iter::once((concept, false)).chain(ingredients.iter().map(|i| (i, true)));
     for (candidate, through_ingredient) in candidates {
         if let Some(mut found) = candidate.codings.iter().find_map(|c| match_coding(set, c)) {
             found.how.through_ingredient = through_ingredient;
@@ -278,7 +277,14 @@ mod tests {
         let found =
             match_medication(&loop_diuretics(), &text_only("Furosemide 40 mg"), &[]).unwrap();
         assert!(
-            matches!(&found.how.by, MatchedBy::Name { kind: NameKind::IngredientName, ingredient: None, .. }),
+            matches!(
+                &found.how.by,
+                MatchedBy::Name {
+                    kind: NameKind::IngredientName,
+                    ingredient: None,
+                    ..
+                }
+            ),
             "{:?}",
             found.how
         );

@@ -10,6 +10,8 @@ mod matching;
 mod order;
 mod rule;
 mod safety;
+#[cfg(test)]
+mod test_support;
 mod topics;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -43,9 +45,18 @@ pub struct Outcome {
     /// Whether the match rests only on conditions that are not confirmed (verification status
     /// provisional, differential or unconfirmed).
     pub unconfirmed: bool,
+    /// For a criterion that did not match: the results that leave it undecided (a bound such as
+    /// "<0.6" that may be on either side of the limit). Non-empty means "unknown", not "false":
+    /// `not` of an unknown is unknown, so an absence is never claimed on a bound.
+    pub inconclusive: Vec<Evidence>,
 }
 
 impl Outcome {
+    /// Whether the criterion is undecided (neither matched nor ruled out).
+    fn is_unknown(&self) -> bool {
+        !self.matched && !self.inconclusive.is_empty()
+    }
+
     fn leaf(matched: bool, evidence: Vec<Evidence>) -> Outcome {
         Outcome {
             matched,
@@ -235,4 +246,48 @@ enum RuleResult<'k> {
     Quiet(Vec<Quieted>),
     /// It does not apply.
     NotApplicable,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    use super::test_support::{draft, evaluate, knowledge};
+    use crate::fhir::record::PatientRecord;
+
+    #[test]
+    fn a_rule_that_fails_on_odd_data_is_reported_and_the_other_rules_still_answer() {
+        let knowledge = knowledge();
+        let mut record = PatientRecord::new("p");
+        record.birth_date = NaiveDate::from_ymd_opt(1960, 1, 1);
+        // A dose so large that the daily total overflows: the gabapentinoid rule cannot
+        // compare it with a limit, and must say so rather than fire or stay silent.
+        record.draft_orders.push(draft(
+            "gabapentin 300 MG Oral Capsule",
+            f64::INFINITY,
+            serde_json::json!({"text": "oral"}),
+        ));
+        record.draft_orders.push(draft(
+            "magnesium oxide 400 MG Oral Tablet",
+            400.0,
+            serde_json::json!({"text": "by mouth"}),
+        ));
+        let evaluation = evaluate(&knowledge, &record);
+        let failed: Vec<&str> = evaluation
+            .failures
+            .iter()
+            .map(|f| f.rule_id.as_str())
+            .collect();
+        assert!(failed.contains(&"gabapentinoid-dose"), "{failed:?}");
+        assert!(
+            evaluation.failures[0]
+                .message
+                .contains("not a finite number"),
+            "{:?}",
+            evaluation.failures
+        );
+        let fired: Vec<&str> = evaluation.findings.iter().map(|f| f.rule_id()).collect();
+        assert!(fired.contains(&"magnesium-without-deficiency"), "{fired:?}");
+        assert!(!fired.contains(&"gabapentinoid-dose"), "{fired:?}");
+    }
 }

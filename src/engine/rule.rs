@@ -3,12 +3,12 @@
 //! guards), into a [`Finding`] or the reason it stayed quiet.
 
 use super::criteria::{EvalError, evaluate};
-use super::evidence::Evidence;
+use super::evidence::{Decision, Direction, Evidence, Fact, LabReading};
 use super::{
     Finding, Outcome, PlannedAction, PlannedSuggestion, Quieted, RuleResult, Scope, Withheld,
     safety, topics,
 };
-use crate::knowledge::rule::Rule;
+use crate::knowledge::rule::{Rule, SafetyReason};
 
 /// Evaluates one rule: its criteria, then its exclusions, escalations, notes and suggestions.
 pub(super) fn evaluate_rule<'k>(
@@ -28,6 +28,9 @@ pub(super) fn evaluate_rule<'k>(
     let mut summary = rule.summary.as_str();
     for escalation in &rule.escalations {
         let outcome = evaluate(&escalation.when, scope)?;
+        // A bound that may be on the severe side is shown, so the reader knows why the card
+        // was not escalated.
+        evidence.extend(outcome.inconclusive.iter().cloned());
         if outcome.matched && escalation.indicator > indicator {
             indicator = escalation.indicator;
             if let Some(s) = &escalation.summary {
@@ -51,6 +54,18 @@ pub(super) fn evaluate_rule<'k>(
         let mut unconfirmed = fired.unconfirmed;
         if let Some(when) = &suggestion.when {
             let outcome = evaluate(when, scope)?;
+            if outcome.is_unknown() {
+                evidence.extend(outcome.inconclusive.iter().cloned());
+                withheld.push(Withheld {
+                    label: suggestion.label.clone(),
+                    reason: SafetyReason::Inconclusive,
+                    explanation: "a result it depends on was reported only as a bound \
+                                  (for example \"<0.6\"), which may be on either side of the \
+                                  limit; see the data that could not be used"
+                        .to_owned(),
+                });
+                continue;
+            }
             if !outcome.matched {
                 continue;
             }
@@ -58,17 +73,35 @@ pub(super) fn evaluate_rule<'k>(
             suggestion_drafts = outcome.draft_orders;
             unconfirmed |= outcome.unconfirmed;
         }
-        if let Some(unless) = &suggestion.unless
-            && evaluate(unless, scope)?.matched
-        {
-            if let Some((reason, explanation)) = &suggestion.unless_reason {
+        if let Some(unless) = &suggestion.unless {
+            let outcome = evaluate(unless, scope)?;
+            if outcome.is_unknown() {
+                // What would hold the suggestion back cannot be ruled out: hold it back.
+                evidence.extend(outcome.inconclusive.iter().cloned());
+                let what = suggestion
+                    .unless_reason
+                    .as_ref()
+                    .map(|(_, explanation)| format!(" ({explanation})"))
+                    .unwrap_or_default();
                 withheld.push(Withheld {
                     label: suggestion.label.clone(),
-                    reason: *reason,
-                    explanation: explanation.clone(),
+                    reason: SafetyReason::Inconclusive,
+                    explanation: format!(
+                        "a result reported only as a bound leaves open what would make it unsafe{what}"
+                    ),
                 });
+                continue;
             }
-            continue;
+            if outcome.matched {
+                if let Some((reason, explanation)) = &suggestion.unless_reason {
+                    withheld.push(Withheld {
+                        label: suggestion.label.clone(),
+                        reason: *reason,
+                        explanation: explanation.clone(),
+                    });
+                }
+                continue;
+            }
         }
         let mut actions = Vec::new();
         for (action_index, action) in suggestion.actions.iter().enumerate() {
@@ -103,15 +136,7 @@ pub(super) fn evaluate_rule<'k>(
             None => suggestions.push(planned),
         }
     }
-    let mut seen: Vec<Evidence> = Vec::new();
-    evidence.retain(|item| {
-        if seen.contains(item) {
-            false
-        } else {
-            seen.push(item.clone());
-            true
-        }
-    });
+    let evidence = without_repeats(evidence);
     let mut draft_orders = fired.draft_orders;
     draft_orders.sort_unstable();
     draft_orders.dedup();
@@ -175,3 +200,103 @@ fn stay_quiet(rule: &Rule, scope: &Scope<'_>) -> Result<Option<Quieted>, EvalErr
     Ok(None)
 }
 
+/// The evidence without repeats: an identical item is kept once, and one result found below
+/// (or above) two thresholds (the rule's and an escalation's) is kept once, with the stricter
+/// threshold, where it first appeared.
+fn without_repeats(evidence: Vec<Evidence>) -> Vec<Evidence> {
+    let mut kept: Vec<Evidence> = Vec::new();
+    for item in evidence {
+        if kept.contains(&item) {
+            continue;
+        }
+        if let Some(earlier) = kept
+            .iter_mut()
+            .find(|k| same_result_two_thresholds(k, &item))
+        {
+            if stricter(&item, earlier) {
+                *earlier = item;
+            }
+            continue;
+        }
+        kept.push(item);
+    }
+    kept
+}
+
+/// The threshold a lab result was found beyond: direction and limit.
+fn threshold_of(evidence: &Evidence) -> Option<(&LabReading, Direction, f64)> {
+    match &evidence.fact {
+        Fact::LabResult {
+            result,
+            decided_by: Some(Decision::Threshold { direction, limit }),
+        } => Some((result, *direction, limit.value)),
+        _ => None,
+    }
+}
+
+fn same_result_two_thresholds(a: &Evidence, b: &Evidence) -> bool {
+    match (threshold_of(a), threshold_of(b)) {
+        (Some((ra, da, _)), Some((rb, db, _))) => a.labels == b.labels && ra == rb && da == db,
+        _ => false,
+    }
+}
+
+/// Whether `a`'s threshold is stricter than `b`'s (lower for below, higher for above).
+fn stricter(a: &Evidence, b: &Evidence) -> bool {
+    match (threshold_of(a), threshold_of(b)) {
+        (Some((_, Direction::Below, la)), Some((_, _, lb))) => la < lb,
+        (Some((_, Direction::Above, la)), Some((_, _, lb))) => la > lb,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::engine::evidence::Amount;
+
+    fn below(limit: f64) -> Evidence {
+        Evidence::from(Fact::LabResult {
+            result: LabReading {
+                analyte: "Serum magnesium".into(),
+                reference: "Observation/mg".into(),
+                loinc: vec!["19123-9".into()],
+                time: Utc.with_ymd_and_hms(2026, 10, 30, 8, 0, 0).unwrap(),
+                reported: None,
+                canonical: Amount {
+                    value: 0.41,
+                    unit: "mmol/L".into(),
+                    decimals: 2,
+                },
+                in_canonical_unit: true,
+                preliminary: false,
+            },
+            decided_by: Some(Decision::Threshold {
+                direction: Direction::Below,
+                limit: Amount {
+                    value: limit,
+                    unit: "mmol/L".into(),
+                    decimals: 2,
+                },
+            }),
+        })
+    }
+
+    #[test]
+    fn one_result_below_two_thresholds_is_shown_once_with_the_stricter() {
+        assert_eq!(
+            without_repeats(vec![below(0.70), below(0.50)]),
+            vec![below(0.50)]
+        );
+        assert_eq!(
+            without_repeats(vec![below(0.50), below(0.70)]),
+            vec![below(0.50)]
+        );
+        assert_eq!(
+            without_repeats(vec![below(0.70), below(0.70)]),
+            vec![below(0.70)]
+        );
+    }
+}

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::order::concept_of;
 use super::evidence::Evidence;
+use super::order::concept_of;
 use super::{Finding, PlannedSuggestion, Scope, matching};
 use crate::fhir::record::{ConditionEntry, PatientRecord};
 use crate::knowledge::rule::{ActionType, Rule, SafetyReason};
@@ -356,47 +356,12 @@ pub(super) fn withhold_repeated_orders(findings: &mut [Finding<'_>], record: &Pa
 
 #[cfg(test)]
 mod tests {
-    use chrono::{NaiveDate, TimeZone, Utc};
+    use chrono::NaiveDate;
 
-    use crate::engine::{Engine, Evaluation};
-    use crate::fhir::dose::DailyDose;
-    use crate::fhir::record::{Code, Concept, DraftOrder, PatientRecord};
-    use crate::hooks::Hook;
+    use crate::engine::Evaluation;
+    use crate::engine::test_support::{draft, evaluate, knowledge};
+    use crate::fhir::record::PatientRecord;
     use crate::knowledge::rule::SafetyReason;
-    use crate::knowledge::{Knowledge, KnowledgeSource};
-
-    fn knowledge() -> Knowledge {
-        Knowledge::load(&KnowledgeSource::BuiltIn).expect("the shipped knowledge loads")
-    }
-
-    fn draft(name: &str, mg_per_day: f64, route: serde_json::Value) -> DraftOrder {
-        DraftOrder {
-            reference: "MedicationRequest/draft".into(),
-            resource_type: "MedicationRequest".into(),
-            concept: Concept {
-                codings: vec![Code {
-                    system: "http://www.nlm.nih.gov/research/umls/rxnorm".into(),
-                    code: "0".into(),
-                    display: Some(name.into()),
-                }],
-                text: None,
-            },
-            ingredients: Vec::new(),
-            unresolved: false,
-            in_scope: true,
-            resource: serde_json::json!({"resourceType": "MedicationRequest",
-                "dosageInstruction": [{"route": route}]}),
-            daily_dose: Ok(DailyDose {
-                mg_per_day,
-                working: "test".into(),
-            }),
-        }
-    }
-
-    fn evaluate<'k>(knowledge: &'k Knowledge, record: &PatientRecord) -> Evaluation<'k> {
-        let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
-        Engine::new(knowledge).evaluate(record, Hook::OrderSign, now)
-    }
 
     fn gabapentin_900_for(birth_date: Option<NaiveDate>) -> PatientRecord {
         let mut record = PatientRecord::new("p");

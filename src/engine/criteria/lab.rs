@@ -12,7 +12,8 @@
 //! 1.70 and is below it.
 //! A `valueQuantity.comparator` bounds the true value on one side: "<0.5" is
 //! below 0.50, ">=3.6" is not below 3.5, and "<4.0" cannot be said to be below
-//! 3.5 (inconclusive: the criterion does not match, and the evidence says why).
+//! 3.5: the criterion is undecided (`Outcome::inconclusive`), so neither it nor
+//! its `not` matches, and the evidence says why.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -33,16 +34,18 @@ struct UsableResult<'a> {
 
 /// Evaluates a lab criterion.
 pub fn evaluate(criterion: &LabCriterion, scope: &Scope<'_>) -> Result<Outcome, EvalError> {
-    let analyte = scope
-        .knowledge
-        .analytes
-        .get(criterion.analyte)
-        .ok_or(EvalError::MissingKnowledge {
-            kind: "analyte",
-            index: criterion.analyte,
-        })?;
+    let analyte =
+        scope
+            .knowledge
+            .analytes
+            .get(criterion.analyte)
+            .ok_or(EvalError::MissingKnowledge {
+                kind: "analyte",
+                index: criterion.analyte,
+            })?;
     let (mut results, mut unusable) = usable_results(criterion, analyte, scope)?;
     results.sort_by_key(|r| std::cmp::Reverse(r.time));
+    let mut undecided = Vec::new();
     let (matched, mut evidence) = match &criterion.test {
         LabTest::Missing => match results.first() {
             None => (
@@ -83,7 +86,10 @@ pub fn evaluate(criterion: &LabCriterion, scope: &Scope<'_>) -> Result<Outcome, 
                         break;
                     }
                     Comparison::NotMatched => {}
-                    Comparison::Inconclusive(why) => unusable.push(why),
+                    Comparison::Inconclusive(why) => {
+                        undecided.push(Evidence::from(Fact::UnusableResult(why.clone())));
+                        unusable.push(why);
+                    }
                 }
             }
             found
@@ -96,10 +102,11 @@ pub fn evaluate(criterion: &LabCriterion, scope: &Scope<'_>) -> Result<Outcome, 
     if matched {
         evidence.extend(unusable.into_iter().map(Fact::UnusableResult));
     }
-    Ok(Outcome::leaf(
-        matched,
-        evidence.into_iter().map(Evidence::from).collect(),
-    ))
+    let mut outcome = Outcome::leaf(matched, evidence.into_iter().map(Evidence::from).collect());
+    if !matched {
+        outcome.inconclusive = undecided;
+    }
+    Ok(outcome)
 }
 
 /// The results of the analyte in the window that can be compared, and why the others cannot.

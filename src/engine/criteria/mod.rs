@@ -46,10 +46,16 @@ pub fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Result<Outcome, Eva
                 matched: true,
                 ..Default::default()
             };
+            let mut unknown = Vec::new();
             for child in children {
                 let mut outcome = evaluate(child, scope)?;
                 combined.skipped.append(&mut outcome.skipped);
+                if outcome.is_unknown() {
+                    unknown.append(&mut outcome.inconclusive);
+                    continue;
+                }
                 if !outcome.matched {
+                    // Definitely false, whatever the undecided children are.
                     return Ok(Outcome {
                         skipped: combined.skipped,
                         ..Default::default()
@@ -58,11 +64,19 @@ pub fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Result<Outcome, Eva
                 combined.unconfirmed |= outcome.unconfirmed;
                 combined.absorb(outcome);
             }
+            if !unknown.is_empty() {
+                return Ok(Outcome {
+                    skipped: combined.skipped,
+                    inconclusive: unknown,
+                    ..Default::default()
+                });
+            }
             combined
         }
         Criterion::Any(children) => {
             let mut combined = Outcome::default();
             let mut confirmed = false;
+            let mut unknown = Vec::new();
             for child in children {
                 let mut outcome = evaluate(child, scope)?;
                 combined.skipped.append(&mut outcome.skipped);
@@ -70,14 +84,29 @@ pub fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Result<Outcome, Eva
                     combined.matched = true;
                     confirmed |= !outcome.unconfirmed;
                     combined.absorb(outcome);
+                } else {
+                    unknown.append(&mut outcome.inconclusive);
                 }
             }
             combined.unconfirmed = combined.matched && !confirmed;
+            if combined.matched {
+                // Matched by another branch: the undecided results are still shown.
+                combined.evidence.extend(unknown);
+            } else {
+                combined.inconclusive = unknown;
+            }
             combined
         }
         Criterion::Not(child) => {
-            if evaluate(child, scope)?.matched {
+            let outcome = evaluate(child, scope)?;
+            if outcome.matched {
                 return Ok(Outcome::default());
+            }
+            if outcome.is_unknown() {
+                return Ok(Outcome {
+                    inconclusive: outcome.inconclusive,
+                    ..Default::default()
+                });
             }
             Outcome {
                 matched: true,
@@ -90,7 +119,12 @@ pub fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Result<Outcome, Eva
         Criterion::Hook(hooks) => Outcome::leaf(hooks.contains(&scope.hook), Vec::new()),
         Criterion::Named(named) => {
             let mut outcome = evaluate(&named.criterion, scope)?;
-            for evidence in outcome.evidence.iter_mut().chain(&mut outcome.absences) {
+            for evidence in outcome
+                .evidence
+                .iter_mut()
+                .chain(&mut outcome.absences)
+                .chain(&mut outcome.inconclusive)
+            {
                 evidence.labels.insert(0, named.label.clone());
             }
             outcome

@@ -3,7 +3,7 @@
 //! guards), into a [`Finding`] or the reason it stayed quiet.
 
 use super::criteria::{EvalError, evaluate};
-use super::evidence::{Decision, Direction, Evidence, Fact, LabReading};
+use super::evidence::{Decision, Direction, DoseFact, Evidence, Fact, LabReading};
 use super::{
     Finding, Outcome, PlannedAction, PlannedSuggestion, Quieted, RuleResult, Scope, Withheld,
     safety, topics,
@@ -201,8 +201,8 @@ fn stay_quiet(rule: &Rule, scope: &Scope<'_>) -> Result<Option<Quieted>, EvalErr
 }
 
 /// The evidence without repeats: an identical item is kept once, and one result found below
-/// (or above) two thresholds (the rule's and an escalation's) is kept once, with the stricter
-/// threshold, where it first appeared.
+/// (or above) two thresholds (the rule's and an escalation's), or one order above two dose
+/// limits, is kept once, with the stricter limit, where it first appeared.
 fn without_repeats(evidence: Vec<Evidence>) -> Vec<Evidence> {
     let mut kept: Vec<Evidence> = Vec::new();
     for item in evidence {
@@ -234,19 +234,39 @@ fn threshold_of(evidence: &Evidence) -> Option<(&LabReading, Direction, f64)> {
     }
 }
 
-fn same_result_two_thresholds(a: &Evidence, b: &Evidence) -> bool {
-    match (threshold_of(a), threshold_of(b)) {
-        (Some((ra, da, _)), Some((rb, db, _))) => a.labels == b.labels && ra == rb && da == db,
-        _ => false,
+/// A draft order found above a dose limit: its reference and the limit.
+fn dose_limit_of(evidence: &Evidence) -> Option<(&str, f64)> {
+    match &evidence.fact {
+        Fact::DraftOrder(order) => match order.dose {
+            DoseFact::Above { limit, .. } => Some((order.reference.as_str(), limit)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
-/// Whether `a`'s threshold is stricter than `b`'s (lower for below, higher for above).
+fn same_result_two_thresholds(a: &Evidence, b: &Evidence) -> bool {
+    if a.labels != b.labels {
+        return false;
+    }
+    match (threshold_of(a), threshold_of(b)) {
+        (Some((ra, da, _)), Some((rb, db, _))) => return ra == rb && da == db,
+        (None, None) => {}
+        _ => return false,
+    }
+    matches!((dose_limit_of(a), dose_limit_of(b)), (Some((ra, _)), Some((rb, _))) if ra == rb)
+}
+
+/// Whether `a`'s threshold is stricter than `b`'s (lower for below, higher for above; a
+/// higher dose limit exceeded).
 fn stricter(a: &Evidence, b: &Evidence) -> bool {
     match (threshold_of(a), threshold_of(b)) {
         (Some((_, Direction::Below, la)), Some((_, _, lb))) => la < lb,
         (Some((_, Direction::Above, la)), Some((_, _, lb))) => la > lb,
-        _ => false,
+        _ => match (dose_limit_of(a), dose_limit_of(b)) {
+            (Some((_, la)), Some((_, lb))) => la > lb,
+            _ => false,
+        },
     }
 }
 

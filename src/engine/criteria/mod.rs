@@ -119,12 +119,10 @@ pub fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Result<Outcome, Eva
         Criterion::Hook(hooks) => Outcome::leaf(hooks.contains(&scope.hook), Vec::new()),
         Criterion::Named(named) => {
             let mut outcome = evaluate(&named.criterion, scope)?;
-            for evidence in outcome
-                .evidence
-                .iter_mut()
-                .chain(&mut outcome.absences)
-                .chain(&mut outcome.inconclusive)
-            {
+            // What a definition did not find inside itself ("no dialysis", "eGFR not below 30"
+            // in a kidney-function band) is how the definition works, not why the card fired.
+            outcome.absences.clear();
+            for evidence in outcome.evidence.iter_mut().chain(&mut outcome.inconclusive) {
                 evidence.labels.insert(0, named.label.clone());
             }
             outcome

@@ -363,3 +363,62 @@ fn dose_text(dose: &DoseFact) -> String {
         DoseFact::Unknown(why) => format!("; the total daily dose could not be computed: {why}"),
     }
 }
+
+/// A summary template filled with the facts of a finding, or `None` when a placeholder has no
+/// fact to fill it (the caller then uses the plain summary). Placeholders:
+/// `{lab:ANALYTE}` the decisive result of that analyte ("0.49 mmol/L on 2026-11-20"),
+/// `{medication}` the first matched medication's drug, `{order}` the first draft order's drug
+/// and daily dose, `{condition}` the first matched condition.
+pub fn fill_summary(template: &str, evidence: &[Evidence]) -> Option<String> {
+    let mut filled = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        filled.push_str(&rest[..start]);
+        let end = rest[start..].find('}')? + start;
+        filled.push_str(&summary_fact(&rest[start + 1..end], evidence)?);
+        rest = &rest[end + 1..];
+    }
+    filled.push_str(rest);
+    Some(filled)
+}
+
+/// The short form of the fact a placeholder names.
+fn summary_fact(placeholder: &str, evidence: &[Evidence]) -> Option<String> {
+    let facts = || evidence.iter().map(|e| &e.fact);
+    match placeholder.split_once(':') {
+        Some(("lab", analyte)) => facts().find_map(|fact| match fact {
+            Fact::LabResult { result, .. } | Fact::LabFall { newest: result, .. }
+                if result.analyte_id == analyte =>
+            {
+                Some(format!(
+                    "{}{} on {}",
+                    result.comparator().unwrap_or(""),
+                    amount(&result.canonical),
+                    result.time.format("%Y-%m-%d")
+                ))
+            }
+            _ => None,
+        }),
+        None if placeholder == "medication" => facts().find_map(|fact| match fact {
+            Fact::Medication(m) => Some(m.drug.clone().unwrap_or_else(|| m.name.clone())),
+            _ => None,
+        }),
+        None if placeholder == "order" => facts().find_map(|fact| match fact {
+            Fact::DraftOrder(order) => {
+                let drug = order.drug.clone().unwrap_or_else(|| order.name.clone());
+                Some(match order.dose {
+                    DoseFact::Daily { mg_per_day, .. } | DoseFact::Above { mg_per_day, .. } => {
+                        format!("{drug} {} mg a day", trim_number(mg_per_day))
+                    }
+                    DoseFact::NotShown | DoseFact::Unknown(_) => drug,
+                })
+            }
+            _ => None,
+        }),
+        None if placeholder == "condition" => facts().find_map(|fact| match fact {
+            Fact::Condition(c) => Some(c.name.clone()),
+            _ => None,
+        }),
+        _ => None,
+    }
+}

@@ -95,6 +95,8 @@ pub struct Amount {
 /// One laboratory result as it was reported and as it was compared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabReading {
+    /// The analyte's id in analytes.toml ("magnesium").
+    pub analyte_id: String,
     /// The analyte's display name ("Serum magnesium").
     pub analyte: String,
     /// `Observation/{id}`.
@@ -296,6 +298,9 @@ pub struct MedicationFact {
     pub active: bool,
     /// Its name.
     pub name: String,
+    /// The drug of the value set it is (the ingredient's name), when it matched a drug rather
+    /// than a class.
+    pub drug: Option<String>,
     /// `MedicationStatement/{id}` or `MedicationRequest/{id}`.
     pub reference: String,
     /// Its status.
@@ -309,6 +314,8 @@ pub struct MedicationFact {
 pub struct OrderFact {
     /// Its name.
     pub name: String,
+    /// The drug of the value set it is, when it matched a drug rather than a class.
+    pub drug: Option<String>,
     /// `MedicationRequest/{id}` (or the other resource type).
     pub reference: String,
     /// How it matched.

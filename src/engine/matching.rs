@@ -26,6 +26,13 @@ pub struct MedicationMatch {
     pub how: Matched,
 }
 
+impl MedicationMatch {
+    /// The drug's name for people, when it matched a drug (not only a class code).
+    pub fn drug_name(&self) -> Option<String> {
+        (!matches!(self.how.by, MatchedBy::Class { .. })).then(|| self.drug.clone())
+    }
+}
+
 /// The display sent with the coding or, when none was sent, the value set's own (RxNorm)
 /// name for the code.
 fn display_of(set: &ValueSet, coding: &Code) -> Option<String> {

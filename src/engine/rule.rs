@@ -280,6 +280,7 @@ mod tests {
     fn below(limit: f64) -> Evidence {
         Evidence::from(Fact::LabResult {
             result: LabReading {
+                analyte_id: "magnesium".into(),
                 analyte: "Serum magnesium".into(),
                 reference: "Observation/mg".into(),
                 loinc: vec!["19123-9".into()],

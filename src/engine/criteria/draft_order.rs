@@ -64,6 +64,7 @@ pub fn evaluate(c: &DraftOrderCriterion, scope: &Scope<'_>) -> Result<Outcome, E
             .evidence
             .push(Evidence::from(Fact::DraftOrder(OrderFact {
                 name: order.concept.name(),
+                drug: found.drug_name(),
                 reference: order.reference.clone(),
                 matched: found.how,
                 dose,

@@ -437,6 +437,7 @@ fn reading(analyte: &Analyte, result: &UsableResult<'_>) -> LabReading {
         .and_then(|v| v.unit.as_deref())
         .is_some_and(|u| u.trim().eq_ignore_ascii_case(&analyte.canonical_unit));
     LabReading {
+        analyte_id: analyte.id.clone(),
         analyte: analyte.display.clone(),
         reference: observation.reference.clone(),
         loinc: observation

@@ -26,11 +26,12 @@ pub fn evaluate(c: &MedicationCriterion, scope: &Scope<'_>) -> Result<Outcome, E
             continue;
         };
         if !drugs.contains(&found.drug) {
-            drugs.push(found.drug);
+            drugs.push(found.drug.clone());
         }
         evidence.push(Evidence::from(Fact::Medication(MedicationFact {
             active: medication.is_active(),
             name: medication.concept.name(),
+            drug: found.drug_name(),
             reference: medication.reference.clone(),
             status: medication.status.clone(),
             matched: found.how,

@@ -2,40 +2,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{FhirTestServer, TestApp, cards, fixture, rule_id, spawn_app_with};
-
-pub const TOKEN: &str = "test-access-token";
-
-/// The resources of a fixture's prefetch, flattened.
-pub fn resources_of(fixture_name: &str) -> Vec<Value> {
-    let request = fixture(fixture_name);
-    let mut resources = Vec::new();
-    for (_, value) in request["prefetch"].as_object().unwrap() {
-        if value["resourceType"] == "Bundle" {
-            for entry in value["entry"].as_array().into_iter().flatten() {
-                resources.push(entry["resource"].clone());
-            }
-        } else if !value.is_null() {
-            resources.push(value.clone());
-        }
-    }
-    resources
-}
-
-/// The app, allowed (in trial mode) to call `fhir_base` and nothing else.
-pub async fn app_allowed_to_call(fhir_base: &str) -> TestApp {
-    let base = fhir_base.to_owned();
-    spawn_app_with(move |s| s.auth.trial_fhir_servers = vec![base]).await
-}
-
-pub fn request_without_prefetch(fixture_name: &str, fhir_server: &str) -> Value {
-    let mut request = fixture(fixture_name);
-    request.as_object_mut().unwrap().remove("prefetch");
-    request["fhirServer"] = json!(fhir_server);
-    request["fhirAuthorization"] = json!({"access_token": TOKEN, "token_type": "Bearer",
-        "expires_in": 300, "scope": "patient/*.read", "subject": "cramp-cds"});
-    request
-}
+use crate::helpers::{
+    FHIR_TOKEN as TOKEN, FhirTestServer, app_allowed_to_call, cards, fixture,
+    request_without_prefetch, resources_of, rule_id,
+};
 
 #[actix_web::test]
 async fn missing_prefetch_is_fetched_with_the_bearer_token_and_substituted_queries() {
@@ -149,11 +119,11 @@ async fn an_operation_outcome_in_the_prefetch_is_replaced_by_a_fetch() {
 
 #[actix_web::test]
 async fn a_fhir_server_that_is_down_gives_a_412() {
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let base = format!("http://127.0.0.1:{closed_port}/fhir");
+    // A port bound but never listened on: held for the test, so nothing else can take it,
+    // and every connection to it is refused.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let base = format!("http://{}/fhir", closed.local_addr().unwrap());
     let app = app_allowed_to_call(&base).await;
     let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &base);
     let response = app

@@ -1,6 +1,7 @@
-//! The edges of token verification (security review, issue 11): replays inside
-//! the leeway, absurd or not-yet-valid times, `crit` headers, forged log lines,
-//! key sets that age, shrink or grow past their cap, and the admin token's length.
+//! The edges of token verification (security review, issue 11): replays and `nbf` inside
+//! the leeway, forged log lines, key sets that age, shrink or grow past their cap, and the
+//! admin token's length. Absurd times and `crit` headers are rows of the one bad-token
+//! table (`helpers/tokens.rs`), which `auth.rs` runs over HTTP and against the authenticator.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 use cramp_cds::auth::{AuthSettings, Authenticator, ClientSettings, InMemoryReplayCache};
 use cramp_cds::config::Settings;
 
-use crate::auth::{ISSUER, Token, key_file};
+use crate::helpers::tokens::{ISSUER, Token, key_file, key_file_client};
 use crate::helpers::{TestApp, now, spawn_authenticated_app};
 
 const DISCOVERY: &str = "/cds-services";
@@ -183,7 +184,7 @@ async fn app_with_key_file() -> TestApp {
 }
 
 fn file_client() -> ClientSettings {
-    crate::helpers::key_file_client(ISSUER)
+    key_file_client(ISSUER)
 }
 
 /// The status of a discovery call with `token`.
@@ -211,13 +212,6 @@ async fn file_authenticator() -> Authenticator {
 
 const AUDIENCE: &str = "https://cds.example/cds-services";
 
-fn audience_app() -> TestApp {
-    TestApp {
-        address: "https://cds.example".into(),
-        http: reqwest::Client::new(),
-    }
-}
-
 #[actix_web::test]
 async fn a_used_token_is_refused_again_inside_the_leeway_after_exp() {
     let app = app_with_key_file().await;
@@ -235,36 +229,11 @@ async fn a_used_token_is_refused_again_inside_the_leeway_after_exp() {
     );
 }
 
-/// Ten years, in seconds.
-const TEN_YEARS: i64 = 10 * 365 * 24 * 3600;
-
 #[actix_web::test]
-async fn a_token_whose_lifetime_overflows_is_refused() {
-    let app = app_with_key_file().await;
-    let token = Token::es384(&app, DISCOVERY)
-        .with("iat", json!(-9_223_372_036_854_775_807_i64))
-        .with("exp", json!(now().timestamp() + TEN_YEARS))
-        .sign();
-    assert_eq!(discover(&app, &token).await, 401);
-}
-
-#[actix_web::test]
-async fn a_token_issued_after_it_expires_is_refused() {
+async fn a_token_not_valid_before_a_time_inside_the_leeway_is_accepted() {
+    // The table of bad tokens (helpers/tokens.rs) has the nbf past the leeway.
     let app = app_with_key_file().await;
     let iat = now().timestamp();
-    let token = Token::es384(&app, DISCOVERY)
-        .with("iat", json!(iat + 20))
-        .with("exp", json!(iat + 10))
-        .sign();
-    assert_eq!(discover(&app, &token).await, 401);
-}
-
-#[actix_web::test]
-async fn a_token_not_valid_before_a_time_past_the_leeway_is_refused() {
-    let app = app_with_key_file().await;
-    let iat = now().timestamp();
-    let early = Token::es384(&app, DISCOVERY).with("nbf", json!(iat + 120));
-    assert_eq!(discover(&app, &early.sign()).await, 401, "nbf in 2 minutes");
     let skewed = Token::es384(&app, DISCOVERY).with("nbf", json!(iat + 20));
     assert_eq!(
         discover(&app, &skewed.sign()).await,
@@ -274,89 +243,11 @@ async fn a_token_not_valid_before_a_time_past_the_leeway_is_refused() {
 }
 
 #[actix_web::test]
-async fn a_token_with_a_crit_header_is_refused() {
-    let app = app_with_key_file().await;
-    let token = Token::es384(&app, DISCOVERY).sign_with(|header| {
-        header.crit = Some(vec!["https://ext.example/bound".to_owned()]);
-        header.extras.insert("https://ext.example/bound", true);
-    });
-    assert_eq!(discover(&app, &token).await, 401);
-}
-
-#[actix_web::test]
-async fn each_absurd_time_nbf_and_crit_header_is_refused_for_its_own_reason() {
-    let authenticator = file_authenticator().await;
-    let app = audience_app();
-    let iat = now().timestamp();
-    let good = || Token::es384(&app, DISCOVERY);
-    let with_crit = |crit: Vec<String>| {
-        good().sign_with(move |header| {
-            for name in &crit {
-                header.extras.insert(name.clone(), true);
-            }
-            header.crit = Some(crit);
-        })
-    };
-    let cases: Vec<(&str, &str, String)> = vec![
-        (
-            "time_range",
-            "exp far in the future",
-            good().with("exp", json!(i64::MAX)).sign(),
-        ),
-        (
-            "time_range",
-            "nbf before the epoch",
-            good().with("nbf", json!(i64::MIN)).sign(),
-        ),
-        (
-            "time_range",
-            "iat before the epoch",
-            good().with("iat", json!(-1)).sign(),
-        ),
-        (
-            "iat_after_exp",
-            "iat after exp",
-            good()
-                .with("iat", json!(iat + 20))
-                .with("exp", json!(iat + 10))
-                .sign(),
-        ),
-        (
-            "nbf",
-            "nbf in the future",
-            good().with("nbf", json!(iat + 120)).sign(),
-        ),
-        (
-            "crit",
-            "a crit extension",
-            with_crit(vec!["ext".to_owned()]),
-        ),
-        ("crit", "an empty crit list", with_crit(vec![])),
-        (
-            "time_range",
-            "an iat that overflows exp - iat",
-            good()
-                .with("iat", json!(-9_223_372_036_854_775_807_i64))
-                .with("exp", json!(iat + TEN_YEARS))
-                .sign(),
-        ),
-    ];
-    for (reason, case, token) in cases {
-        let failure = authenticator
-            .verify(Some(&format!("Bearer {token}")), AUDIENCE, now())
-            .await
-            .expect_err(case);
-        assert_eq!(failure.reason(), reason, "{case}: {failure}");
-    }
-}
-
-#[actix_web::test]
 async fn control_characters_in_a_tokens_header_or_issuer_never_reach_the_failure_message() {
     use base64::Engine;
     let authenticator = file_authenticator().await;
-    let app = audience_app();
     let forged = "\n2026-11-01T12:00:00Z INFO \x1b[31mforged line\x1b[0m\r";
-    let good = || Token::es384(&app, DISCOVERY);
+    let good = || Token::es384_for(AUDIENCE);
     let encode = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let cases: Vec<(&str, String)> = vec![
         (

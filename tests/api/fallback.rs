@@ -1,9 +1,9 @@
 //! Fetching what the prefetch lacks from the EHR's FHIR server.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{
-    FHIR_TOKEN as TOKEN, FhirTestServer, app_allowed_to_call, cards, fixture,
+    FHIR_TOKEN as TOKEN, FhirTestServer, PATIENT_VIEW, app_allowed_to_call, cards, fixture,
     request_without_prefetch, resources_of, rule_id,
 };
 
@@ -12,14 +12,8 @@ async fn missing_prefetch_is_fetched_with_the_bearer_token_and_substituted_queri
     let fhir = FhirTestServer::start(resources_of("diuretic-low-magnesium-mmol.fire"), 50).await;
     let app = app_allowed_to_call(&fhir.base_url).await;
     let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &fhir.base_url);
-    let response = app
-        .post_hook(
-            "cramp-numbness-patient-view",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = app.post_hook_json(PATIENT_VIEW, &body).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(rule_id(&cards(&body)[0]), "diuretic-low-magnesium");
 
     let received = fhir.received();
@@ -75,14 +69,8 @@ async fn next_links_are_followed_so_a_result_on_page_two_counts() {
     let mut prefetch = fixture("diuretic-low-magnesium-mmol.fire")["prefetch"].clone();
     prefetch.as_object_mut().unwrap().remove("observations");
     body["prefetch"] = prefetch;
-    let response = app
-        .post_hook(
-            "cramp-numbness-patient-view",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = app.post_hook_json(PATIENT_VIEW, &body).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(rule_id(&cards(&body)[0]), "diuretic-low-magnesium");
     let received = fhir.received();
     assert!(
@@ -104,14 +92,8 @@ async fn an_operation_outcome_in_the_prefetch_is_replaced_by_a_fetch() {
         "issue": [{"severity": "error", "code": "timeout", "diagnostics": "search timed out"}]});
     body["fhirServer"] = json!(fhir.base_url);
     body["fhirAuthorization"] = json!({"access_token": TOKEN, "token_type": "Bearer"});
-    let response = app
-        .post_hook(
-            "cramp-numbness-patient-view",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = app.post_hook_json(PATIENT_VIEW, &body).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(rule_id(&cards(&body)[0]), "cirrhosis-cramps");
     assert_eq!(fhir.received().len(), 1);
     assert_eq!(fhir.received()[0].path, "/fhir/Condition");
@@ -126,14 +108,8 @@ async fn a_fhir_server_that_is_down_gives_a_412() {
     let base = format!("http://{}/fhir", closed.local_addr().unwrap());
     let app = app_allowed_to_call(&base).await;
     let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &base);
-    let response = app
-        .post_hook(
-            "cramp-numbness-patient-view",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 412);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = app.post_hook_json(PATIENT_VIEW, &body).await;
+    assert_eq!(status, 412, "{body}");
     let diagnostics = body["issue"][0]["diagnostics"].as_str().unwrap();
     assert!(
         diagnostics.contains("could not be reached"),
@@ -147,12 +123,7 @@ async fn a_fhir_server_off_the_allowlist_is_never_contacted_and_the_answer_is_41
     let fhir = FhirTestServer::start(resources_of("diuretic-low-magnesium-mmol.fire"), 50).await;
     let app = app_allowed_to_call("https://ehr.example/fhir").await;
     let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &fhir.base_url);
-    let response = app
-        .post_hook(
-            "cramp-numbness-patient-view",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 412);
+    let (status, body) = app.post_hook_json(PATIENT_VIEW, &body).await;
+    assert_eq!(status, 412, "{body}");
     assert!(fhir.received().is_empty(), "{:?}", fhir.received());
 }

@@ -51,6 +51,16 @@ async fn card_for(app: &TestApp, fixture: &str, rule: &str) -> Option<Value> {
     cards(&body).iter().find(|c| rule_id(c) == rule).cloned()
 }
 
+/// The low-magnesium card of the diuretic fixture, if the rule fires.
+async fn magnesium_card(app: &TestApp) -> Option<Value> {
+    card_for(
+        app,
+        "diuretic-low-magnesium-mmol.fire",
+        "diuretic-low-magnesium",
+    )
+    .await
+}
+
 fn overridden(card: &Value, code: &str) -> Value {
     json!({"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-01T12:05:00Z",
         "overrideReason": {"reason": {"system": "https://cramp-cds.org/fhir/CodeSystem/override-reason",
@@ -81,13 +91,7 @@ async fn accepted_feedback_is_stored_once_and_shows_in_the_report(url: &str) {
 on_each_database!(the_sandbox_dismiss_and_unknown_cards_are_stored_and_reported);
 async fn the_sandbox_dismiss_and_unknown_cards_are_stored_and_reported(url: &str) {
     let app = app_on(url, 0).await;
-    let card = card_for(
-        &app,
-        "diuretic-low-magnesium-mmol.fire",
-        "diuretic-low-magnesium",
-    )
-    .await
-    .unwrap();
+    let card = magnesium_card(&app).await.unwrap();
     let dismiss = json!({"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-01T12:02:00Z",
         "overrideReason": {"reason": {"code": "not-relevant", "system": "https://cramp-cds.org/fhir/CodeSystem/override-reason"}}}]});
     assert_eq!(post_feedback(&app, &dismiss).await.0, 200);
@@ -145,13 +149,7 @@ async fn invalid_feedback_is_a_400_naming_the_field() {
 on_each_database!(an_already_addressed_override_snoozes_the_rule_for_thirty_days_then_it_returns);
 async fn an_already_addressed_override_snoozes_the_rule_for_thirty_days_then_it_returns(url: &str) {
     let app = app_on(url, 0).await;
-    let card = card_for(
-        &app,
-        "diuretic-low-magnesium-mmol.fire",
-        "diuretic-low-magnesium",
-    )
-    .await
-    .unwrap();
+    let card = magnesium_card(&app).await.unwrap();
     assert_eq!(
         post_feedback(&app, &overridden(&card, "already-addressed"))
             .await
@@ -159,34 +157,14 @@ async fn an_already_addressed_override_snoozes_the_rule_for_thirty_days_then_it_
         200
     );
     assert!(
-        card_for(
-            &app,
-            "diuretic-low-magnesium-mmol.fire",
-            "diuretic-low-magnesium"
-        )
-        .await
-        .is_none(),
+        magnesium_card(&app).await.is_none(),
         "suppressed right after the override: {url}"
     );
     let day_29 = app_on(url, 29).await;
-    assert!(
-        card_for(
-            &day_29,
-            "diuretic-low-magnesium-mmol.fire",
-            "diuretic-low-magnesium"
-        )
-        .await
-        .is_none()
-    );
+    assert!(magnesium_card(&day_29).await.is_none());
     let day_31 = app_on(url, 31).await;
     assert!(
-        card_for(
-            &day_31,
-            "diuretic-low-magnesium-mmol.fire",
-            "diuretic-low-magnesium"
-        )
-        .await
-        .is_some(),
+        magnesium_card(&day_31).await.is_some(),
         "the snooze expires: {url}"
     );
 }
@@ -195,28 +173,14 @@ async fn an_already_addressed_override_snoozes_the_rule_for_thirty_days_then_it_
 async fn other_reasons_do_not_snooze_and_critical_cards_are_never_suppressed() {
     let url = temp_database_url();
     let app = app_on(&url, 0).await;
-    let card = card_for(
-        &app,
-        "diuretic-low-magnesium-mmol.fire",
-        "diuretic-low-magnesium",
-    )
-    .await
-    .unwrap();
+    let card = magnesium_card(&app).await.unwrap();
     assert_eq!(
         post_feedback(&app, &overridden(&card, "patient-declined"))
             .await
             .0,
         200
     );
-    assert!(
-        card_for(
-            &app,
-            "diuretic-low-magnesium-mmol.fire",
-            "diuretic-low-magnesium"
-        )
-        .await
-        .is_some()
-    );
+    assert!(magnesium_card(&app).await.is_some());
 
     let critical = card_for(
         &app,
@@ -265,12 +229,7 @@ async fn hooks_still_answer_with_cards_while_the_database_is_locked() {
         .await
         .unwrap();
     for _ in 0..5 {
-        let card = card_for(
-            &app,
-            "diuretic-low-magnesium-mmol.fire",
-            "diuretic-low-magnesium",
-        )
-        .await;
+        let card = magnesium_card(&app).await;
         assert!(card.is_some(), "cards are still returned");
     }
     let metrics = app.metrics().await;
@@ -320,13 +279,7 @@ async fn the_report_needs_the_admin_token_and_is_off_without_one() {
 async fn the_report_command_and_evaluate_explain_read_the_same_database() {
     let url = temp_database_url();
     let app = app_on(&url, 0).await;
-    let card = card_for(
-        &app,
-        "diuretic-low-magnesium-mmol.fire",
-        "diuretic-low-magnesium",
-    )
-    .await
-    .unwrap();
+    let card = magnesium_card(&app).await.unwrap();
     assert_eq!(
         post_feedback(&app, &overridden(&card, "already-addressed"))
             .await

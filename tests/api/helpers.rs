@@ -155,6 +155,15 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// POSTs `body` to a service and returns the status and the JSON body (null when none).
+    pub async fn post_hook_json(&self, service: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .post_hook(service, serde_json::to_vec(body).unwrap())
+            .await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// POSTs a fixture to the service of its hook and returns the status and JSON body.
     pub async fn post_fixture(&self, name: &str) -> (u16, Value) {
         let service = service_for(&fixture(name));

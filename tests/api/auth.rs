@@ -2,13 +2,11 @@
 //! endpoint; every failure is a bare 401 that evaluates nothing and contacts no
 //! FHIR server.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
+use crate::helpers::key_server::{KeyServer, Reply, public_jwk};
 use crate::helpers::tokens::{
     ISSUER, TENANT, TENANT_ISSUER, Token, bad_tokens, key_file, table_clients,
 };
@@ -18,58 +16,17 @@ use crate::helpers::{
 
 const PATIENT_VIEW: &str = "/cds-services/cramp-numbness-patient-view";
 
-/// A JWK Set server that records the paths it was asked for. It serves the test keys
-/// everywhere but at `/rogue-jwks.json`, which holds only a `rogue-key` of its own.
-struct JwksServer {
-    base_url: String,
-    hits: Arc<Mutex<Vec<String>>>,
-}
-
-impl JwksServer {
-    async fn start() -> JwksServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let recorded = hits.clone();
-        let jwks: Value = serde_json::from_slice(&key_file("jwks.json")).unwrap();
-        let rogue_key = EncodingKey::from_ec_pem(&key_file("es384-other-private.pem")).unwrap();
-        let mut rogue_jwk = Jwk::from_encoding_key(&rogue_key, Algorithm::ES384).unwrap();
-        rogue_jwk.common.key_id = Some("rogue-key".to_owned());
-        let rogue_jwks = json!({ "keys": [rogue_jwk] });
-        let server = HttpServer::new(move || {
-            let recorded = recorded.clone();
-            let (jwks, rogue_jwks) = (jwks.clone(), rogue_jwks.clone());
-            App::new().default_service(web::to(move |request: HttpRequest| {
-                recorded.lock().unwrap().push(request.path().to_owned());
-                let body = if request.path() == "/rogue-jwks.json" {
-                    rogue_jwks.clone()
-                } else {
-                    jwks.clone()
-                };
-                async move { HttpResponse::Ok().json(body) }
-            }))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        actix_web::rt::spawn(server);
-        JwksServer { base_url, hits }
-    }
-
-    fn hits(&self) -> Vec<String> {
-        self.hits.lock().unwrap().clone()
-    }
-}
-
 struct Setup {
     app: TestApp,
-    jwks: JwksServer,
+    jwks: KeyServer,
     fhir: FhirTestServer,
 }
 
 async fn setup() -> Setup {
-    let jwks = JwksServer::start().await;
+    // The test keys everywhere but at `/rogue-jwks.json`, which holds only a `rogue-key`.
+    let jwks = KeyServer::start(Reply::test_keys()).await;
+    let rogue_key = public_jwk("es384-other-private.pem", "rogue-key");
+    jwks.serve_at("/rogue-jwks.json", Reply::set(&[rogue_key]));
     let fhir = FhirTestServer::start(resources_of("diuretic-low-magnesium-mmol.fire"), 50).await;
     let jwks_url = format!("{}/jwks.json", jwks.base_url);
     let allowed_jku = format!("{}/allowed-jku.json", jwks.base_url);
@@ -225,9 +182,9 @@ async fn a_jku_off_the_allowlist_is_ignored_for_the_clients_own_keys_and_never_f
         "signed by a key of the client's own JWK Set, the jku ignored"
     );
     assert!(
-        !setup.jwks.hits().iter().any(|p| p == "/rogue-jwks.json"),
+        !setup.jwks.paths().iter().any(|p| p == "/rogue-jwks.json"),
         "{:?}",
-        setup.jwks.hits()
+        setup.jwks.paths()
     );
 
     let allowed = Token {
@@ -235,7 +192,7 @@ async fn a_jku_off_the_allowlist_is_ignored_for_the_clients_own_keys_and_never_f
         ..Token::es384(&setup.app, PATIENT_VIEW)
     };
     assert_eq!(invoke(&setup, bearer(&allowed)).await.status(), 200);
-    assert!(setup.jwks.hits().iter().any(|p| p == "/allowed-jku.json"));
+    assert!(setup.jwks.paths().iter().any(|p| p == "/allowed-jku.json"));
 }
 
 #[actix_web::test]
@@ -267,11 +224,11 @@ async fn an_unknown_kid_refetches_the_key_set_at_most_once_per_interval() {
     }
     let fetches = setup
         .jwks
-        .hits()
+        .paths()
         .iter()
         .filter(|p| *p == "/jwks.json")
         .count();
-    assert_eq!(fetches, 1, "{:?}", setup.jwks.hits());
+    assert_eq!(fetches, 1, "{:?}", setup.jwks.paths());
 }
 
 #[actix_web::test]

@@ -2,6 +2,7 @@
 //! test servers on ports the system picked, fixtures, databases, and (in `tokens`) the test
 //! keys, tokens and the one table of bad tokens.
 
+pub mod key_server;
 pub mod tokens;
 
 use std::collections::HashMap;

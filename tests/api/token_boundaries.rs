@@ -3,141 +3,19 @@
 //! admin token's length. Absurd times and `crit` headers are rows of the one bad-token
 //! table (`helpers/tokens.rs`), which `auth.rs` runs over HTTP and against the authenticator.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
 use cramp_cds::auth::{AuthSettings, Authenticator, ClientSettings, InMemoryReplayCache};
 use cramp_cds::config::Settings;
 
+use crate::helpers::key_server::{KeyServer, Reply, public_jwk};
 use crate::helpers::tokens::{ISSUER, Token, key_file, key_file_client};
 use crate::helpers::{TestApp, now, spawn_authenticated_app};
 
 const DISCOVERY: &str = "/cds-services";
-
-/// What the key server answers with.
-#[derive(Clone)]
-struct Reply {
-    body: Vec<u8>,
-    cache_control: Option<&'static str>,
-    /// Sent in chunks with no `Content-Length`.
-    streamed: bool,
-    /// Answered 503 instead.
-    down: bool,
-}
-
-impl Reply {
-    fn set(keys: &[Value]) -> Reply {
-        Reply {
-            body: json!({ "keys": keys }).to_string().into_bytes(),
-            cache_control: None,
-            streamed: false,
-            down: false,
-        }
-    }
-
-    fn down() -> Reply {
-        Reply {
-            down: true,
-            ..Reply::set(&[])
-        }
-    }
-
-    fn cached_for(self, cache_control: &'static str) -> Reply {
-        Reply {
-            cache_control: Some(cache_control),
-            ..self
-        }
-    }
-
-    /// The same set, made `total` bytes long with JSON whitespace and streamed.
-    fn padded_and_streamed(keys: &[Value], total: usize) -> Reply {
-        let set = json!({ "keys": keys }).to_string();
-        let mut body = set[..set.len() - 1].to_owned();
-        body.push_str(&" ".repeat(total.saturating_sub(set.len())));
-        body.push('}');
-        Reply {
-            body: body.into_bytes(),
-            cache_control: None,
-            streamed: true,
-            down: false,
-        }
-    }
-}
-
-/// A JWK Set server whose answer a test can change while it runs.
-struct KeyServer {
-    url: String,
-    reply: Arc<Mutex<Reply>>,
-    hits: Arc<AtomicUsize>,
-}
-
-impl KeyServer {
-    async fn start(first: Reply) -> KeyServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!(
-            "http://127.0.0.1:{}/jwks.json",
-            listener.local_addr().unwrap().port()
-        );
-        let reply = Arc::new(Mutex::new(first));
-        let hits = Arc::new(AtomicUsize::new(0));
-        let (served, counted) = (reply.clone(), hits.clone());
-        let server = HttpServer::new(move || {
-            let (served, counted) = (served.clone(), counted.clone());
-            App::new().default_service(web::to(move || {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let reply = served.lock().unwrap().clone();
-                async move {
-                    if reply.down {
-                        return HttpResponse::ServiceUnavailable().finish();
-                    }
-                    let mut response = HttpResponse::Ok();
-                    response.content_type("application/json");
-                    if let Some(cache_control) = reply.cache_control {
-                        response.insert_header(("Cache-Control", cache_control));
-                    }
-                    if reply.streamed {
-                        let chunks: Vec<Result<web::Bytes, std::io::Error>> = reply
-                            .body
-                            .chunks(16 * 1024)
-                            .map(|chunk| Ok(web::Bytes::copy_from_slice(chunk)))
-                            .collect();
-                        response.streaming(futures::stream::iter(chunks))
-                    } else {
-                        response.body(reply.body)
-                    }
-                }
-            }))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        actix_web::rt::spawn(server);
-        KeyServer { url, reply, hits }
-    }
-
-    fn serve(&self, reply: Reply) {
-        *self.reply.lock().unwrap() = reply;
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-/// The public JWK of a test key, under `kid`.
-fn public_jwk(private_pem: &str, kid: &str) -> Value {
-    let key = EncodingKey::from_ec_pem(&key_file(private_pem)).unwrap();
-    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES384).unwrap();
-    jwk.common.key_id = Some(kid.to_owned());
-    serde_json::to_value(jwk).unwrap()
-}
 
 /// Key A: the key of `Token::es384`.
 fn key_a() -> Value {
@@ -315,7 +193,7 @@ async fn a_key_set_of_exactly_the_configured_cap_is_read_and_one_byte_more_is_re
     const CAP: usize = 4096;
     for (size, status) in [(CAP, 200), (CAP + 1, 401)] {
         let keys = KeyServer::start(Reply::padded_and_streamed(&[key_a()], size)).await;
-        assert_eq!(keys.reply.lock().unwrap().body.len(), size);
+        assert_eq!(keys.body_everywhere().len(), size);
         let app = app_trusting(&keys.url, |s| s.auth.jwks_max_bytes = CAP).await;
         let token = Token::es384(&app, DISCOVERY).sign();
         assert_eq!(discover(&app, &token).await, status, "{size} bytes");

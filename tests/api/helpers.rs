@@ -161,8 +161,7 @@ impl TestApp {
         let response = self
             .post_hook(service, serde_json::to_vec(body).unwrap())
             .await;
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(response).await
     }
 
     /// POSTs a fixture to the service of its hook and returns the status and JSON body.
@@ -172,6 +171,12 @@ impl TestApp {
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON body"))
     }
+}
+
+/// A response's status and JSON body (null when it has none).
+pub async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// A fixture request's bytes, exactly as stored.
@@ -477,8 +482,7 @@ impl ServiceProcess {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(response).await
     }
 }
 
@@ -519,8 +523,7 @@ impl TestApp {
     /// GETs `path` and returns the status and the JSON body (null when none).
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let response = self.get(path).await;
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(response).await
     }
 
     /// The Prometheus text of `/metrics`.
@@ -537,8 +540,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(response).await
     }
 
     /// POSTs feedback to a service and returns the status and the JSON body (null when none).
@@ -551,8 +553,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(response).await
     }
 }
 

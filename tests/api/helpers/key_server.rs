@@ -118,10 +118,9 @@ impl KeyServer {
         }));
         let paths = Arc::new(Mutex::new(Vec::new()));
         let (served, recorded) = (replies.clone(), paths.clone());
-        let server =
-            HttpServer::new(move || {
-                let (served, recorded) = (served.clone(), recorded.clone());
-                App::new().default_service(web::to(move |request: HttpRequest| {
+        let server = HttpServer::new(move || {
+            let (served, recorded) = (served.clone(), recorded.clone());
+            App::new().default_service(web::to(move |request: HttpRequest| {
                     let path = request.path().to_owned();
                     recorded.lock().unwrap().push(path.clone());
                     let replies = served.lock().unwrap();
@@ -134,11 +133,11 @@ impl KeyServer {
                         reply.map_or_else(|| HttpResponse::NotFound().finish(), Reply::respond)
                     }
                 }))
-            })
-            .workers(1)
-            .listen(listener)
-            .unwrap()
-            .run();
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
         actix_web::rt::spawn(server);
         KeyServer {
             url: format!("{base_url}/jwks.json"),

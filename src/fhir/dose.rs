@@ -262,11 +262,16 @@ mod tests {
                "dosageInstruction": [{"timing": timing, "doseAndRate": [{"doseQuantity": dose}]}]})
     }
 
+    /// A timing of `frequency` doses every `period` `unit`.
+    fn every(frequency: u32, period: u32, unit: &str) -> Value {
+        json!({"repeat": {"frequency": frequency, "period": period, "periodUnit": unit}})
+    }
+
     #[test]
     fn tablets_times_strength_times_frequency() {
         let request = order(
             json!({"value": 2, "code": "{tbl}"}),
-            json!({"repeat": {"frequency": 3, "period": 1, "periodUnit": "d"}}),
+            every(3, 1, "d"),
             "Baclofen 10 MG Oral Tablet",
         );
         let dose = daily_dose(&request).unwrap();
@@ -286,11 +291,7 @@ mod tests {
 
     #[test]
     fn every_eight_hours_is_three_a_day() {
-        let request = order(
-            json!({"value": 1, "unit": "g"}),
-            json!({"repeat": {"frequency": 1, "period": 8, "periodUnit": "h"}}),
-            "x",
-        );
+        let request = order(json!({"value": 1, "unit": "g"}), every(1, 8, "h"), "x");
         assert_eq!(daily_dose(&request).unwrap().mg_per_day, 3000.0);
     }
 
@@ -298,7 +299,7 @@ mod tests {
     fn no_strength_in_the_name_is_said_not_guessed() {
         let request = order(
             json!({"value": 1, "code": "{pill}"}),
-            json!({"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}),
+            every(1, 1, "d"),
             "Baclofen Oral Tablet",
         );
         assert!(

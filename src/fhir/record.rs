@@ -902,12 +902,23 @@ fn contains_value_key(raw: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// A FHIR resource from its JSON.
+    fn resource(json: &[u8]) -> ParsedResource {
+        cramp_fhir_parse::parse_resource(json).unwrap().resource
+    }
+
+    /// The record of patient `p` with `json` added from a source `test`.
     fn record_with(json: &str) -> PatientRecord {
         let mut record = PatientRecord::new("p");
-        let parsed = cramp_fhir_parse::parse_resource(json.as_bytes()).unwrap();
-        record.add(parsed.resource, json.as_bytes(), "test");
+        record.add(resource(json.as_bytes()), json.as_bytes(), "test");
         record.resolve_medication_references();
         record
+    }
+
+    /// Adds the draft order `json` (a MedicationRequest) at `location`.
+    fn add_draft_order(record: &mut PatientRecord, json: &[u8], location: &str) {
+        let value = serde_json::from_slice(json).unwrap();
+        record.add_draft_order(&resource(json), value, None, location);
     }
 
     #[test]
@@ -1044,7 +1055,12 @@ mod tests {
         );
         let sites = &record.conditions[0].body_sites;
         assert_eq!(sites.len(), 1);
-        assert!(sites[0].has_code("http://snomed.info/sct", "7769000"));
+        let codes: Vec<(&str, &str)> = sites[0]
+            .codings
+            .iter()
+            .map(|c| (c.system.as_str(), c.code.as_str()))
+            .collect();
+        assert_eq!(codes, [("http://snomed.info/sct", "7769000")]);
     }
 
     fn statement(status: &str) -> MedicationEntry {
@@ -1088,17 +1104,15 @@ mod tests {
         let mut record = PatientRecord::new("p");
         let medication =
             br#"{"resourceType":"Medication","code":{"text":"Lasix 40 MG Oral Tablet"}}"#;
-        let parsed = cramp_fhir_parse::parse_resource(medication).unwrap();
         record.add_entry(
-            parsed.resource,
+            resource(medication),
             medication,
             "prefetch.m",
             Some("urn:uuid:med-1"),
         );
         let statement = br#"{"resourceType":"MedicationStatement","id":"s","status":"active",
             "subject":{"reference":"Patient/p"},"medicationReference":{"reference":"urn:uuid:med-1"}}"#;
-        let parsed = cramp_fhir_parse::parse_resource(statement).unwrap();
-        record.add(parsed.resource, statement, "prefetch.s");
+        record.add(resource(statement), statement, "prefetch.s");
         record.resolve_medication_references();
         assert_eq!(
             record.medications[0].concept.name(),
@@ -1139,18 +1153,10 @@ mod tests {
     fn a_draft_order_resolves_a_medication_sent_among_the_draft_orders() {
         let mut record = PatientRecord::new("p");
         let medication = br#"{"resourceType":"Medication","id":"m1","code":{"text":"Qualaquin 324 MG Oral Capsule"}}"#;
-        let parsed = cramp_fhir_parse::parse_resource(medication).unwrap();
-        record.add_draft_medication(parsed.resource, None);
+        record.add_draft_medication(resource(medication), None);
         let order = br#"{"resourceType":"MedicationRequest","id":"d","status":"draft","intent":"order",
             "subject":{"reference":"Patient/p"},"medicationReference":{"reference":"Medication/m1"}}"#;
-        let parsed = cramp_fhir_parse::parse_resource(order).unwrap();
-        let value = serde_json::from_slice(order).unwrap();
-        record.add_draft_order(
-            &parsed.resource,
-            value,
-            None,
-            "context.draftOrders.entry[1]",
-        );
+        add_draft_order(&mut record, order, "context.draftOrders.entry[1]");
         record.resolve_medication_references();
         assert_eq!(
             record.draft_orders[0].concept.name(),
@@ -1165,14 +1171,7 @@ mod tests {
         let order =
             br#"{"resourceType":"MedicationRequest","id":"d","status":"draft","intent":"order",
             "subject":{"reference":"Patient/q"},"medicationCodeableConcept":{"text":"quinine"}}"#;
-        let parsed = cramp_fhir_parse::parse_resource(order).unwrap();
-        let value = serde_json::from_slice(order).unwrap();
-        record.add_draft_order(
-            &parsed.resource,
-            value,
-            None,
-            "context.draftOrders.entry[0]",
-        );
+        add_draft_order(&mut record, order, "context.draftOrders.entry[0]");
         assert!(record.draft_orders.is_empty());
         assert_eq!(record.issues[0].location, "context.draftOrders.entry[0]");
     }

@@ -1,15 +1,9 @@
 //! `cramp-cds evaluate` gives the same cards as HTTP; `check` accepts the shipped
 //! knowledge and names the file and problem of a broken one.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::helpers::{NOW, spawn_app};
-
-fn cramp_cds() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
-}
+use crate::helpers::{cramp_cds, edit, evaluate, fixture_path, knowledge_copy, spawn_app};
 
 /// A card without its random uuids.
 fn comparable(card: &Value) -> Value {
@@ -32,16 +26,7 @@ async fn evaluate_gives_the_same_cards_as_http_for_every_fixture() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
         let (status, http_body) = app.post_fixture(&name).await;
-        let output = cramp_cds()
-            .args([
-                "evaluate",
-                "--request",
-                path.to_str().unwrap(),
-                "--now",
-                NOW,
-            ])
-            .output()
-            .unwrap();
+        let output = evaluate(path.to_str().unwrap(), &[], None);
         if status != 200 {
             assert!(
                 !output.status.success(),
@@ -75,22 +60,11 @@ async fn evaluate_gives_the_same_cards_as_http_for_every_fixture() {
 
 #[test]
 fn evaluate_text_format_names_rule_indicator_and_evidence() {
-    let request = format!(
-        "{}/fixtures/requests/diuretic-low-magnesium-mmol.fire.json",
-        env!("CARGO_MANIFEST_DIR")
+    let output = evaluate(
+        &fixture_path("diuretic-low-magnesium-mmol.fire"),
+        &["--format", "text"],
+        None,
     );
-    let output = cramp_cds()
-        .args([
-            "evaluate",
-            "--request",
-            &request,
-            "--now",
-            NOW,
-            "--format",
-            "text",
-        ])
-        .output()
-        .unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(
         text.starts_with("[warning] diuretic-low-magnesium: "),
@@ -112,11 +86,7 @@ fn check_accepts_the_shipped_knowledge() {
 
 /// Copies cds-hooks/ to a temporary directory, applies `break_it`, and runs `check` on it.
 fn check_broken(break_it: impl FnOnce(&std::path::Path)) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-hooks"),
-        dir.path(),
-    );
+    let dir = knowledge_copy();
     break_it(dir.path());
     let output = cramp_cds()
         .args(["check", "--knowledge", dir.path().to_str().unwrap()])
@@ -127,25 +97,6 @@ fn check_broken(break_it: impl FnOnce(&std::path::Path)) -> String {
         "a broken knowledge base was accepted"
     );
     String::from_utf8(output.stderr).unwrap()
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-fn edit(path: std::path::PathBuf, from: &str, to: &str) {
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "{from} not in {}", path.display());
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
 #[test]
@@ -207,11 +158,7 @@ fn check_names_the_file_of_an_invalid_value_set() {
 
 #[test]
 fn serve_refuses_to_start_on_broken_knowledge() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-hooks"),
-        dir.path(),
-    );
+    let dir = knowledge_copy();
     edit(
         dir.path().join("rules/cirrhosis-cramps.toml"),
         "indicator = \"info\"",
@@ -229,11 +176,7 @@ fn serve_refuses_to_start_on_broken_knowledge() {
 
 #[test]
 fn a_deployments_own_expansion_with_product_codes_is_used_without_code_change() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-hooks"),
-        dir.path(),
-    );
+    let dir = knowledge_copy();
     // A VSAC-style expansion listing a product-level code whose display does not name the ingredient.
     std::fs::write(
         dir.path().join("valuesets/loop-thiazide-diuretics.json"),
@@ -241,31 +184,13 @@ fn a_deployments_own_expansion_with_product_codes_is_used_without_code_change() 
             "expansion":{"contains":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"999001","display":"LOCALBRAND 40 MG Oral Tablet"}]}}"#,
     )
     .unwrap();
-    let mut request: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/fixtures/requests/diuretic-low-magnesium-mmol.fire.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let mut request = crate::helpers::fixture("diuretic-low-magnesium-mmol.fire");
     request["prefetch"]["medicationStatements"]["entry"][0]["resource"]["medicationCodeableConcept"] = serde_json::json!({
         "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "999001", "display": "LOCALBRAND 40 MG Oral Tablet"}]});
     let request_path = dir.path().join("request.json");
     std::fs::write(&request_path, serde_json::to_vec(&request).unwrap()).unwrap();
-    let output = cramp_cds()
-        .args([
-            "evaluate",
-            "--request",
-            request_path.to_str().unwrap(),
-            "--now",
-            NOW,
-            "--format",
-            "text",
-        ])
-        .env("CRAMP_CDS_KNOWLEDGE__DIR", dir.path())
-        .output()
-        .unwrap();
+    let request_path = request_path.to_str().unwrap();
+    let output = evaluate(request_path, &["--format", "text"], Some(dir.path()));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains("diuretic-low-magnesium"),
@@ -275,40 +200,17 @@ fn a_deployments_own_expansion_with_product_codes_is_used_without_code_change() 
     assert!(text.contains("RxNorm 999001"), "{text}");
 
     // The built-in knowledge does not know that code, so the same request stays quiet there.
-    let output = cramp_cds()
-        .args([
-            "evaluate",
-            "--request",
-            request_path.to_str().unwrap(),
-            "--now",
-            NOW,
-            "--format",
-            "text",
-        ])
-        .output()
-        .unwrap();
+    let output = evaluate(request_path, &["--format", "text"], None);
     assert!(!String::from_utf8_lossy(&output.stdout).contains("diuretic-low-magnesium"));
 }
 
 /// The `--explain` lines of `cramp-cds evaluate` for a fixture, in text format.
 fn explain(fixture: &str) -> String {
-    let request = format!(
-        "{}/fixtures/requests/{fixture}.json",
-        env!("CARGO_MANIFEST_DIR")
+    let output = evaluate(
+        &fixture_path(fixture),
+        &["--format", "text", "--explain"],
+        None,
     );
-    let output = cramp_cds()
-        .args([
-            "evaluate",
-            "--request",
-            &request,
-            "--now",
-            NOW,
-            "--format",
-            "text",
-            "--explain",
-        ])
-        .output()
-        .unwrap();
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout).unwrap()
 }

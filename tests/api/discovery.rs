@@ -3,14 +3,8 @@ use crate::helpers::spawn_app;
 #[actix_web::test]
 async fn discovery_lists_the_three_services_with_their_prefetch_templates() {
     let app = spawn_app().await;
-    let response = app
-        .http
-        .get(format!("{}/cds-services", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
+    let (status, body) = app.get_json("/cds-services").await;
+    assert_eq!(status, 200);
     let services = body["services"].as_array().unwrap();
     let ids: Vec<&str> = services.iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(
@@ -86,13 +80,7 @@ async fn a_cors_preflight_is_answered_without_authentication() {
 #[actix_web::test]
 async fn health_answers_ok() {
     let app = spawn_app().await;
-    let response = app
-        .http
-        .get(format!("{}/health", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
+    let (status, body) = app.get_json("/health").await;
+    assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
 }

@@ -1,55 +1,19 @@
 //! Fetching what the prefetch lacks from the EHR's FHIR server.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{FhirTestServer, TestApp, cards, fixture, rule_id, spawn_app_with};
-
-pub const TOKEN: &str = "test-access-token";
-
-/// The resources of a fixture's prefetch, flattened.
-pub fn resources_of(fixture_name: &str) -> Vec<Value> {
-    let request = fixture(fixture_name);
-    let mut resources = Vec::new();
-    for (_, value) in request["prefetch"].as_object().unwrap() {
-        if value["resourceType"] == "Bundle" {
-            for entry in value["entry"].as_array().into_iter().flatten() {
-                resources.push(entry["resource"].clone());
-            }
-        } else if !value.is_null() {
-            resources.push(value.clone());
-        }
-    }
-    resources
-}
-
-/// The app, allowed (in trial mode) to call `fhir_base` and nothing else.
-pub async fn app_allowed_to_call(fhir_base: &str) -> TestApp {
-    let base = fhir_base.to_owned();
-    spawn_app_with(move |s| s.auth.trial_fhir_servers = vec![base]).await
-}
-
-pub fn request_without_prefetch(fixture_name: &str, fhir_server: &str) -> Value {
-    let mut request = fixture(fixture_name);
-    request.as_object_mut().unwrap().remove("prefetch");
-    request["fhirServer"] = json!(fhir_server);
-    request["fhirAuthorization"] = json!({"access_token": TOKEN, "token_type": "Bearer",
-        "expires_in": 300, "scope": "patient/*.read", "subject": "cramp-cds"});
-    request
-}
+use crate::helpers::{
+    FHIR_TOKEN as TOKEN, FhirTestServer, PATIENT_VIEW, app_allowed_to_call, cards, fixture,
+    request_without_prefetch, resources_of, rule_id,
+};
 
 #[actix_web::test]
 async fn missing_prefetch_is_fetched_with_the_bearer_token_and_substituted_queries() {
     let fhir = FhirTestServer::start(resources_of("diuretic-low-magnesium-mmol.fire"), 50).await;
     let app = app_allowed_to_call(&fhir.base_url).await;
     let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &fhir.base_url);
-    let response = app
-        .post_hook(
-            "cramp-numbness-patient-view",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = app.post_hook_json(PATIENT_VIEW, &body).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(rule_id(&cards(&body)[0]), "diuretic-low-magnesium");
 
     let received = fhir.received();
@@ -105,14 +69,8 @@ async fn next_links_are_followed_so_a_result_on_page_two_counts() {
     let mut prefetch = fixture("diuretic-low-magnesium-mmol.fire")["prefetch"].clone();
     prefetch.as_object_mut().unwrap().remove("observations");
     body["prefetch"] = prefetch;
-    let response = app
-        .post_hook(
-            "cramp-numbness-patient-view",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = app.post_hook_json(PATIENT_VIEW, &body).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(rule_id(&cards(&body)[0]), "diuretic-low-magnesium");
     let received = fhir.received();
     assert!(
@@ -134,14 +92,8 @@ async fn an_operation_outcome_in_the_prefetch_is_replaced_by_a_fetch() {
         "issue": [{"severity": "error", "code": "timeout", "diagnostics": "search timed out"}]});
     body["fhirServer"] = json!(fhir.base_url);
     body["fhirAuthorization"] = json!({"access_token": TOKEN, "token_type": "Bearer"});
-    let response = app
-        .post_hook(
-            "cramp-numbness-patient-view",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = app.post_hook_json(PATIENT_VIEW, &body).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(rule_id(&cards(&body)[0]), "cirrhosis-cramps");
     assert_eq!(fhir.received().len(), 1);
     assert_eq!(fhir.received()[0].path, "/fhir/Condition");
@@ -149,21 +101,15 @@ async fn an_operation_outcome_in_the_prefetch_is_replaced_by_a_fetch() {
 
 #[actix_web::test]
 async fn a_fhir_server_that_is_down_gives_a_412() {
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let base = format!("http://127.0.0.1:{closed_port}/fhir");
+    // A port bound but never listened on: held for the test, so nothing else can take it,
+    // and every connection to it is refused.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let base = format!("http://{}/fhir", closed.local_addr().unwrap());
     let app = app_allowed_to_call(&base).await;
     let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &base);
-    let response = app
-        .post_hook(
-            "cramp-numbness-patient-view",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 412);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = app.post_hook_json(PATIENT_VIEW, &body).await;
+    assert_eq!(status, 412, "{body}");
     let diagnostics = body["issue"][0]["diagnostics"].as_str().unwrap();
     assert!(
         diagnostics.contains("could not be reached"),
@@ -177,12 +123,7 @@ async fn a_fhir_server_off_the_allowlist_is_never_contacted_and_the_answer_is_41
     let fhir = FhirTestServer::start(resources_of("diuretic-low-magnesium-mmol.fire"), 50).await;
     let app = app_allowed_to_call("https://ehr.example/fhir").await;
     let body = request_without_prefetch("diuretic-low-magnesium-mmol.fire", &fhir.base_url);
-    let response = app
-        .post_hook(
-            "cramp-numbness-patient-view",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    assert_eq!(response.status(), 412);
+    let (status, body) = app.post_hook_json(PATIENT_VIEW, &body).await;
+    assert_eq!(status, 412, "{body}");
     assert!(fhir.received().is_empty(), "{:?}", fhir.received());
 }

@@ -1,4 +1,9 @@
-//! Starting the real application (and a FHIR test server) for tests.
+//! What the tests share: starting the real application (in process, or the binary) and
+//! test servers on ports the system picked, fixtures, databases, and (in `tokens`) the test
+//! keys, tokens and the one table of bad tokens.
+
+pub mod key_server;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,9 +19,19 @@ use cramp_cds::server::{Application, Clock};
 /// The evaluation time every fixture is written for.
 pub const NOW: &str = "2026-11-01T12:00:00Z";
 
+/// The public base URL of an app started without one of its own: the origin tokens name in
+/// their audience (the app listens elsewhere, on the port the system picked).
+pub const PUBLIC_BASE_URL: &str = "https://cds.example";
+
+/// The CDS Hooks service of the patient-view hook.
+pub const PATIENT_VIEW: &str = "cramp-numbness-patient-view";
+
 /// A running application.
 pub struct TestApp {
+    /// Where it listens, `http://127.0.0.1:PORT`.
     pub address: String,
+    /// Its `server.public_base_url`: what a token's audience starts with.
+    pub public_base_url: String,
     pub http: reqwest::Client,
 }
 
@@ -57,24 +72,38 @@ pub fn temp_database_url() -> String {
     format!("sqlite://{}/cramp-cds-test.db", dir.display())
 }
 
-/// A PostgreSQL database URL with a fresh schema, when CRAMP_CDS_TEST_POSTGRES_URL is set.
-pub async fn postgres_database_url() -> Option<String> {
-    let base = std::env::var("CRAMP_CDS_TEST_POSTGRES_URL")
+/// The test PostgreSQL server, from CRAMP_CDS_TEST_POSTGRES_URL. A test that needs it is
+/// `#[ignore]`d (run with `--include-ignored`); run without the variable it fails, saying so.
+pub fn postgres_server_url() -> String {
+    std::env::var("CRAMP_CDS_TEST_POSTGRES_URL")
         .ok()
-        .filter(|u| !u.is_empty())?;
+        .filter(|u| !u.is_empty())
+        .expect(
+            "this test needs PostgreSQL: set CRAMP_CDS_TEST_POSTGRES_URL, \
+             e.g. postgres://postgres@127.0.0.1:5432/test",
+        )
+}
+
+/// A database URL on the test PostgreSQL server with a fresh schema of its own.
+pub async fn postgres_database_url() -> String {
+    let server = postgres_server_url();
+    with_fresh_schema(&server, &server).await
+}
+
+/// Creates a fresh schema on the PostgreSQL server at `server` and returns `connect_to` (the
+/// same server, maybe by another way) with that schema as its search path.
+pub async fn with_fresh_schema(server: &str, connect_to: &str) -> String {
     sqlx::any::install_default_drivers();
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::AnyPool::connect(&base)
+    let pool = sqlx::AnyPool::connect(server)
         .await
-        .expect("test PostgreSQL reachable");
+        .unwrap_or_else(|e| panic!("the test PostgreSQL server is not reachable: {e}"));
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&pool)
         .await
         .unwrap();
-    let separator = if base.contains('?') { '&' } else { '?' };
-    Some(format!(
-        "{base}{separator}options=-c%20search_path%3D{schema}"
-    ))
+    let separator = if connect_to.contains('?') { '&' } else { '?' };
+    format!("{connect_to}{separator}options=-c%20search_path%3D{schema}")
 }
 
 /// Starts the app with authentication required, as `serve` runs it by default.
@@ -91,14 +120,14 @@ async fn start(settings: &Settings, allow_unauthenticated: bool, at: DateTime<Ut
     if settings.store.database_url == cramp_cds::store::StoreSettings::default().database_url {
         settings.store.database_url = temp_database_url();
     }
-    // Pick the port first so the public base URL (the JWT audience) can name it.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    settings.server.bind = format!("127.0.0.1:{port}");
-    if settings.server.public_base_url.is_none() {
-        settings.server.public_base_url = Some(format!("http://127.0.0.1:{port}"));
-    }
+    // Port 0: the listener the app binds is the one it serves on, so no other process can
+    // take the port in between. Tokens name the public base URL, not the port.
+    settings.server.bind = "127.0.0.1:0".to_owned();
+    let public_base_url = settings
+        .server
+        .public_base_url
+        .get_or_insert_with(|| PUBLIC_BASE_URL.to_owned())
+        .clone();
     let app = Application::build(&settings, allow_unauthenticated, Clock::Fixed(at))
         .await
         .expect("app starts");
@@ -106,6 +135,7 @@ async fn start(settings: &Settings, allow_unauthenticated: bool, at: DateTime<Ut
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address,
+        public_base_url,
         http: reqwest::Client::new(),
     }
 }
@@ -126,6 +156,14 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// POSTs `body` to a service and returns the status and the JSON body (null when none).
+    pub async fn post_hook_json(&self, service: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .post_hook(service, serde_json::to_vec(body).unwrap())
+            .await;
+        status_and_json(response).await
+    }
+
     /// POSTs a fixture to the service of its hook and returns the status and JSON body.
     pub async fn post_fixture(&self, name: &str) -> (u16, Value) {
         let service = service_for(&fixture(name));
@@ -135,18 +173,56 @@ impl TestApp {
     }
 }
 
+/// A response's status and JSON body (null when it has none).
+pub async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// A fixture request's bytes, exactly as stored.
 pub fn fixture_bytes(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/fixtures/requests/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = fixture_path(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// A fixture request as JSON.
 pub fn fixture(name: &str) -> Value {
     serde_json::from_slice(&fixture_bytes(name)).expect("fixture is JSON")
+}
+
+/// The `fhirAuthorization` access token of [`request_without_prefetch`].
+pub const FHIR_TOKEN: &str = "test-access-token";
+
+/// The resources of a fixture's prefetch, flattened.
+pub fn resources_of(fixture_name: &str) -> Vec<Value> {
+    let request = fixture(fixture_name);
+    let mut resources = Vec::new();
+    for (_, value) in request["prefetch"].as_object().unwrap() {
+        if value["resourceType"] == "Bundle" {
+            for entry in value["entry"].as_array().into_iter().flatten() {
+                resources.push(entry["resource"].clone());
+            }
+        } else if !value.is_null() {
+            resources.push(value.clone());
+        }
+    }
+    resources
+}
+
+/// The app, allowed (in trial mode) to call `fhir_base` and nothing else.
+pub async fn app_allowed_to_call(fhir_base: &str) -> TestApp {
+    let base = fhir_base.to_owned();
+    spawn_app_with(move |s| s.auth.trial_fhir_servers = vec![base]).await
+}
+
+/// A fixture request without its prefetch, naming `fhir_server` and a bearer token for it.
+pub fn request_without_prefetch(fixture_name: &str, fhir_server: &str) -> Value {
+    let mut request = fixture(fixture_name);
+    request.as_object_mut().unwrap().remove("prefetch");
+    request["fhirServer"] = json!(fhir_server);
+    request["fhirAuthorization"] = json!({"access_token": FHIR_TOKEN, "token_type": "Bearer",
+        "expires_in": 300, "scope": "patient/*.read", "subject": "cramp-cds"});
+    request
 }
 
 /// The service id that answers a request's hook.
@@ -323,80 +399,78 @@ async fn serve_fhir(request: HttpRequest, data: web::Data<FhirData>) -> HttpResp
         .json(bundle)
 }
 
-/// A trusted client whose keys are the test JWK Set file (`tests/keys/jwks.json`).
-pub fn key_file_client(issuer: &str) -> cramp_cds::auth::ClientSettings {
-    cramp_cds::auth::ClientSettings {
-        issuer: issuer.to_owned(),
-        jwks_file: Some(format!(
-            "{}/tests/keys/jwks.json",
-            env!("CARGO_MANIFEST_DIR")
-        )),
-        jwks_url: None,
-        allowed_jku: vec![],
-        fhir_servers: vec![],
-        allow_http_fhir: false,
-        tenant: None,
-    }
-}
-
-/// A fresh ES384 CDS Hooks JWT from `issuer` (optionally for `tenant`) for the exact URL
-/// `audience`, issued at the fixture time, valid five minutes, signed with the test key.
-pub fn es384_token(issuer: &str, tenant: Option<&str>, audience: &str) -> String {
-    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-    let key = EncodingKey::from_ec_pem(
-        &std::fs::read(format!(
-            "{}/tests/keys/es384-private.pem",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let mut header = Header::new(Algorithm::ES384);
-    header.kid = Some("es384-test".into());
-    let iat = now().timestamp();
-    let mut claims = json!({"iss": issuer, "aud": audience,
-        "iat": iat, "exp": iat + 300, "jti": uuid::Uuid::new_v4().to_string()});
-    if let Some(tenant) = tenant {
-        claims["tenant"] = json!(tenant);
-    }
-    encode(&header, &claims, &key).unwrap()
-}
-
-/// The real binary, serving on a free port with its history in `database_url`.
+/// The real binary, serving on the port the system picked, with its history in
+/// `database_url`.
 pub struct ServiceProcess {
     pub child: std::process::Child,
     pub base: String,
 }
 
+/// The port in the service's start-up log line (`cramp-cds listening`, logged as JSON with
+/// its `port`), if `line` is that line.
+fn listening_port(line: &str) -> Option<u16> {
+    let entry: Value = serde_json::from_str(line).ok()?;
+    let fields = &entry["fields"];
+    let message = fields["message"].as_str()?;
+    if !message.contains("listening") {
+        return None;
+    }
+    fields["port"].as_u64()?.try_into().ok()
+}
+
 impl ServiceProcess {
     pub async fn start_on(database_url: &str) -> ServiceProcess {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
+        use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
-            .args([
-                "serve",
-                "--allow-unauthenticated",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-            ])
+            .args(["serve", "--allow-unauthenticated", "--bind", "127.0.0.1:0"])
             .env("CRAMP_CDS_STORE__DATABASE_URL", database_url)
+            .env("CRAMP_CDS_LOG__FORMAT", "json")
+            .env("CRAMP_CDS_LOG__LEVEL", "info")
+            .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..100 {
-            if client.get(format!("{base}/health")).send().await.is_ok() {
-                return ServiceProcess { child, base };
+        // Read the log to its end (a full pipe would stall the service), keeping it for the
+        // message if the service never says where it listens.
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (port_sender, port) = std::sync::mpsc::channel();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(port) = listening_port(&line) {
+                    let _ = port_sender.send(port);
+                }
+                kept.lock().unwrap().push(line);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the service did not start");
+        });
+        let port = actix_web::rt::task::spawn_blocking(move || {
+            port.recv_timeout(std::time::Duration::from_secs(60))
+        })
+        .await
+        .unwrap();
+        let Ok(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the service did not log the port it listens on; its log:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        };
+        let base = format!("http://127.0.0.1:{port}");
+        let health = reqwest::Client::new()
+            .get(format!("{base}/health"))
+            .send()
+            .await;
+        assert!(
+            health.is_ok_and(|r| r.status() == 200),
+            "the service at {base} does not answer /health"
+        );
+        ServiceProcess { child, base }
     }
 
     /// POSTs JSON to `path` and returns the status and the JSON body (null when none).
@@ -408,8 +482,7 @@ impl ServiceProcess {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(response).await
     }
 }
 
@@ -421,6 +494,55 @@ impl Drop for ServiceProcess {
 }
 
 impl TestApp {
+    /// POSTs a JSON body to `path` with `Authorization: Bearer TOKEN`.
+    pub async fn post_with_token(
+        &self,
+        path: &str,
+        token: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.address))
+            .header("Content-Type", "application/json")
+            .header("Authorization", format!("Bearer {token}"))
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GETs `path` (no authentication).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GETs `path` and returns the status and the JSON body (null when none).
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.get(path).await;
+        status_and_json(response).await
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+
+    /// GETs `/admin/report` with the admin token and returns the status and JSON body.
+    pub async fn admin_report(&self, admin_token: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}/admin/report", self.address))
+            .header("Authorization", format!("Bearer {admin_token}"))
+            .send()
+            .await
+            .unwrap();
+        status_and_json(response).await
+    }
+
     /// POSTs feedback to a service and returns the status and the JSON body (null when none).
     pub async fn post_feedback(&self, service: &str, body: &Value) -> (u16, Value) {
         let response = self
@@ -431,7 +553,87 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(response).await
     }
+}
+
+/// Declares a module named after the test body `async fn $body(database_url: &str)` with one
+/// test of it per store: `on_sqlite`, always run, and `on_postgresql`, ignored unless run with
+/// `--include-ignored` (it then needs CRAMP_CDS_TEST_POSTGRES_URL, and fails without it).
+macro_rules! on_each_database {
+    ($body:ident) => {
+        mod $body {
+            #[actix_web::test]
+            async fn on_sqlite() {
+                super::$body(&crate::helpers::temp_database_url()).await;
+            }
+
+            #[actix_web::test]
+            #[ignore = "needs PostgreSQL: set CRAMP_CDS_TEST_POSTGRES_URL"]
+            async fn on_postgresql() {
+                super::$body(&crate::helpers::postgres_database_url().await).await;
+            }
+        }
+    };
+}
+pub(crate) use on_each_database;
+
+/// The `cramp-cds` binary under test.
+pub fn cramp_cds() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
+}
+
+/// The path of a fixture request.
+pub fn fixture_path(name: &str) -> String {
+    format!(
+        "{}/fixtures/requests/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// `cramp-cds evaluate --request REQUEST --now NOW` with `extra` arguments (e.g. `--format
+/// text`), and the knowledge of `knowledge_dir` when one is given.
+pub fn evaluate(
+    request: &str,
+    extra: &[&str],
+    knowledge_dir: Option<&std::path::Path>,
+) -> std::process::Output {
+    let mut command = cramp_cds();
+    command
+        .args(["evaluate", "--request", request, "--now", NOW])
+        .args(extra);
+    if let Some(dir) = knowledge_dir {
+        command.env("CRAMP_CDS_KNOWLEDGE__DIR", dir);
+    }
+    command.output().unwrap()
+}
+
+/// A copy of the shipped knowledge (`cds-hooks/`) in a temporary directory, to change.
+pub fn knowledge_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-hooks"),
+        dir.path(),
+    );
+    dir
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Replaces the first `from` in the file at `path` by `to`; `from` must be there.
+pub fn edit(path: std::path::PathBuf, from: &str, to: &str) {
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from} not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }

@@ -23,7 +23,9 @@ fn expression(outcome: &Value) -> &str {
 
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::fallback::{TOKEN, app_allowed_to_call, request_without_prefetch, resources_of};
+use crate::helpers::{
+    FHIR_TOKEN as TOKEN, app_allowed_to_call, request_without_prefetch, resources_of,
+};
 
 #[actix_web::test]
 async fn a_patient_id_with_dot_segments_is_a_400_and_the_fhir_server_sees_no_request() {

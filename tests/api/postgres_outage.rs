@@ -2,60 +2,56 @@
 //! bounded latency and never turn into 401s. The policy is `store.replay_on_outage`:
 //! `local` (the default) checks tokens' `jti` in the instance's memory for the
 //! outage; `refuse` answers 503 at once. The server is a private PostgreSQL the
-//! test starts and stops itself (initdb as the `postgres` user), never the shared one.
+//! test starts and stops itself (initdb as the `postgres` user), never the shared one;
+//! it listens on a Unix socket in its own directory only, so no port is picked.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{
-    TestApp, es384_token, fixture_bytes, key_file_client, spawn_authenticated_app,
-};
+use crate::helpers::tokens::{ISSUER, es384_token, key_file_client};
+use crate::helpers::{PUBLIC_BASE_URL, TestApp, fixture_bytes, spawn_authenticated_app};
 
 const PATIENT_VIEW: &str = "/cds-services/cramp-numbness-patient-view";
-const ISSUER: &str = "https://ehr.example";
 
 /// A PostgreSQL server of the test's own, in a temporary directory.
 struct PrivatePostgres {
     bin: PathBuf,
     data: PathBuf,
-    port: u16,
 }
 
 impl PrivatePostgres {
-    /// `None` where this machine has no PostgreSQL binaries or no `postgres` user.
-    fn start() -> Option<PrivatePostgres> {
+    /// Starts one, or fails the test saying what this machine lacks: PostgreSQL's binaries
+    /// under /usr/lib/postgresql, a `postgres` user, and root to become it.
+    fn start() -> PrivatePostgres {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
+            .into_iter()
+            .flatten()
             .filter_map(|e| e.ok())
             .map(|e| e.path().join("bin"))
-            .find(|p| p.join("initdb").exists())?;
-        let dir = tempfile::tempdir().ok()?.keep();
+            .find(|p| p.join("initdb").exists())
+            .expect("this test needs PostgreSQL's binaries (/usr/lib/postgresql/*/bin/initdb)");
+        let dir = tempfile::tempdir().unwrap().keep();
         let data = dir.join("data");
-        Command::new("chown")
-            .args(["postgres", dir.to_str()?])
-            .status()
-            .ok()?
-            .success()
-            .then_some(())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let server = PrivatePostgres { bin, data, port };
-        let initdb = server.as_postgres(
-            "initdb",
-            &[
-                "-D",
-                server.data.to_str()?,
-                "-U",
-                "postgres",
-                "--auth=trust",
-            ],
+        let chown = Command::new("chown")
+            .args(["postgres", dir.to_str().unwrap()])
+            .status();
+        assert!(
+            chown.is_ok_and(|s| s.success()),
+            "this test needs root and a postgres user (chown postgres {})",
+            dir.display()
         );
-        initdb.then_some(())?;
-        server.pg_ctl_start().then_some(server)
+        let server = PrivatePostgres { bin, data };
+        let data = server.data.to_str().unwrap();
+        assert!(
+            server.as_postgres("initdb", &["-D", data, "-U", "postgres", "--auth=trust"]),
+            "initdb as the postgres user failed"
+        );
+        assert!(
+            server.pg_ctl_start(),
+            "the private PostgreSQL did not start"
+        );
+        server
     }
 
     fn as_postgres(&self, program: &str, args: &[&str]) -> bool {
@@ -70,11 +66,8 @@ impl PrivatePostgres {
     }
 
     fn pg_ctl_start(&self) -> bool {
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {}",
-            self.port,
-            self.data.display()
-        );
+        // No TCP at all: the socket lives in the data directory, named for the default port.
+        let options = format!("-c listen_addresses='' -k {}", self.data.display());
         let log = self.data.with_file_name("postgres.log");
         self.as_postgres(
             "pg_ctl",
@@ -106,7 +99,10 @@ impl PrivatePostgres {
     }
 
     fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://postgres@localhost/postgres?host={}",
+            self.data.display()
+        )
     }
 }
 
@@ -120,42 +116,52 @@ async fn instance(url: String, policy: cramp_cds::store::ReplayOutagePolicy) -> 
     spawn_authenticated_app(move |s| {
         s.store.database_url = url;
         s.store.replay_on_outage = policy;
-        s.server.public_base_url = Some("https://cds.example".to_owned());
+        s.server.public_base_url = Some(PUBLIC_BASE_URL.to_owned());
         s.auth.clients = vec![key_file_client(ISSUER)];
     })
     .await
 }
 
 fn token() -> String {
-    es384_token(ISSUER, None, &format!("https://cds.example{PATIENT_VIEW}"))
+    es384_token(ISSUER, None, &format!("{PUBLIC_BASE_URL}{PATIENT_VIEW}"))
 }
 
 /// The status of a hook call with `token`, and how long it took.
 async fn hook(app: &TestApp, token: &str) -> (u16, Duration) {
     let started = Instant::now();
-    let response = app
-        .http
-        .post(format!("{}{PATIENT_VIEW}", app.address))
-        .header("Content-Type", "application/json")
-        .header("Authorization", format!("Bearer {token}"))
-        .body(fixture_bytes("diuretic-low-magnesium-mmol.fire"))
-        .send()
-        .await
-        .unwrap();
+    let request = fixture_bytes("diuretic-low-magnesium-mmol.fire");
+    let response = app.post_with_token(PATIENT_VIEW, token, request).await;
     (response.status().as_u16(), started.elapsed())
 }
 
+/// Calls with fresh tokens until one answers 200, for up to `patience`: on a loaded machine
+/// the first calls of a new instance (cold pool, cold caches) may exceed the 250 ms replay
+/// timeout, and a `refuse` instance then answers 503 although the database is up.
+async fn until_it_answers(app: &TestApp, patience: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < patience {
+        if hook(app, &token()).await.0 == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
 #[actix_web::test]
+#[ignore = "needs PostgreSQL's binaries and root: it starts a private PostgreSQL server"]
 async fn a_postgresql_outage_never_turns_hook_calls_into_401s() {
     use cramp_cds::store::ReplayOutagePolicy;
-    let Some(postgres) = PrivatePostgres::start() else {
-        eprintln!("skipped: no PostgreSQL binaries or postgres user to start a private server");
-        return;
-    };
+    let postgres = PrivatePostgres::start();
     let local = instance(postgres.url(), ReplayOutagePolicy::Local).await;
     let refuse = instance(postgres.url(), ReplayOutagePolicy::Refuse).await;
-    assert_eq!(hook(&local, &token()).await.0, 200);
-    assert_eq!(hook(&refuse, &token()).await.0, 200);
+    // Before the outage both answer, once warm; the outage is what is timed.
+    let warm_up = Duration::from_secs(20);
+    assert!(until_it_answers(&local, warm_up).await, "local answers 200");
+    assert!(
+        until_it_answers(&refuse, warm_up).await,
+        "refuse answers 200"
+    );
 
     assert!(postgres.stop(), "the private PostgreSQL stopped");
     let during = token();
@@ -179,16 +185,8 @@ async fn a_postgresql_outage_never_turns_hook_calls_into_401s() {
 
     assert!(postgres.pg_ctl_start(), "the private PostgreSQL restarted");
     // Back to the shared cache once it answers again (retried after two seconds).
-    let mut recovered = false;
-    for _ in 0..40 {
-        if hook(&refuse, &token()).await.0 == 200 {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
     assert!(
-        recovered,
+        until_it_answers(&refuse, Duration::from_secs(20)).await,
         "the refuse instance answers again after the outage"
     );
 }

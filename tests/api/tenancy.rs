@@ -5,9 +5,9 @@
 
 use serde_json::{Value, json};
 
+use crate::helpers::tokens::{es384_token, key_file_client};
 use crate::helpers::{
-    TestApp, cards, es384_token, fixture_bytes, key_file_client, rule_id, spawn_authenticated_app,
-    temp_database_url,
+    TestApp, cards, fixture_bytes, rule_id, spawn_authenticated_app, temp_database_url,
 };
 
 const PATIENT_VIEW: &str = "cramp-numbness-patient-view";
@@ -35,17 +35,12 @@ fn token(issuer: &str, tenant: Option<&str>, path: &str) -> String {
 async fn hook(app: &TestApp, issuer: &str, tenant: Option<&str>) -> Value {
     let path = format!("/cds-services/{PATIENT_VIEW}");
     let response = app
-        .http
-        .post(format!("{}{path}", app.address))
-        .header("Content-Type", "application/json")
-        .header(
-            "Authorization",
-            format!("Bearer {}", token(issuer, tenant, &path)),
+        .post_with_token(
+            &path,
+            &token(issuer, tenant, &path),
+            fixture_bytes("diuretic-low-magnesium-mmol.fire"),
         )
-        .body(fixture_bytes("diuretic-low-magnesium-mmol.fire"))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
@@ -60,17 +55,12 @@ async fn snooze(app: &TestApp, issuer: &str, tenant: Option<&str>, card: &Value)
         "outcomeTimestamp": "2026-11-01T12:01:00Z",
         "overrideReason": {"reason": {"code": "already-addressed"}}}]});
     let response = app
-        .http
-        .post(format!("{}{path}", app.address))
-        .header("Content-Type", "application/json")
-        .header(
-            "Authorization",
-            format!("Bearer {}", token(issuer, tenant, &path)),
+        .post_with_token(
+            &path,
+            &token(issuer, tenant, &path),
+            serde_json::to_vec(&feedback).unwrap(),
         )
-        .body(serde_json::to_vec(&feedback).unwrap())
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
@@ -105,16 +95,7 @@ async fn a_client_cannot_send_feedback_about_another_clients_cards() {
         card_of(&hook(&app, EHR_A, None).await).is_some(),
         "B's feedback did not snooze A's rule"
     );
-    let report: Value = app
-        .http
-        .get(format!("{}/admin/report", app.address))
-        .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, report) = app.admin_report(ADMIN_TOKEN).await;
     assert_eq!(report["feedback_for_unknown_cards"], 1, "{report}");
     let row = report["rules"]
         .as_array()

@@ -422,3 +422,113 @@ fn summary_fact(placeholder: &str, evidence: &[Evidence]) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::engine::evidence::{Direction, MedicationFact};
+    use crate::fhir::record::Measured;
+
+    fn magnesium(value: f64, comparator: Option<&str>) -> Evidence {
+        Evidence::from(Fact::LabResult {
+            result: LabReading {
+                analyte_id: "magnesium".into(),
+                analyte: "Serum magnesium".into(),
+                reference: "Observation/mg".into(),
+                loinc: vec!["19123-9".into()],
+                time: Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap(),
+                reported: Some(Measured {
+                    value,
+                    unit: Some("mmol/L".into()),
+                    comparator: comparator.map(str::to_owned),
+                }),
+                canonical: Amount {
+                    value,
+                    unit: "mmol/L".into(),
+                    decimals: 2,
+                },
+                in_canonical_unit: true,
+                preliminary: false,
+            },
+            decided_by: Some(Decision::Threshold {
+                direction: Direction::Below,
+                limit: Amount {
+                    value: 0.7,
+                    unit: "mmol/L".into(),
+                    decimals: 2,
+                },
+            }),
+        })
+    }
+
+    fn furosemide() -> Evidence {
+        Evidence::from(Fact::Medication(MedicationFact {
+            active: true,
+            name: "furosemide 40 MG Oral Tablet".into(),
+            drug: Some("furosemide".into()),
+            reference: "MedicationStatement/ms".into(),
+            status: "active".into(),
+            matched: Matched {
+                by: MatchedBy::Code {
+                    system: "http://www.nlm.nih.gov/research/umls/rxnorm".into(),
+                    code: "4603".into(),
+                    display: None,
+                },
+                through_ingredient: false,
+            },
+        }))
+    }
+
+    #[test]
+    fn a_summary_template_is_filled_with_the_decisive_facts() {
+        let evidence = [furosemide(), magnesium(0.49, None)];
+        assert_eq!(
+            fill_summary(
+                "Magnesium {lab:magnesium} on {medication}: correct it",
+                &evidence
+            )
+            .as_deref(),
+            Some("Magnesium 0.49 mmol/L on 2026-11-20 on furosemide: correct it")
+        );
+        assert_eq!(
+            fill_summary("Magnesium {lab:magnesium}", &[magnesium(0.6, Some("<"))]).as_deref(),
+            Some("Magnesium <0.60 mmol/L on 2026-11-20")
+        );
+    }
+
+    #[test]
+    fn a_placeholder_without_its_fact_gives_no_filled_summary() {
+        let evidence = [magnesium(0.49, None)];
+        assert_eq!(fill_summary("{lab:potassium} low", &evidence), None);
+        assert_eq!(fill_summary("on {medication}", &evidence), None);
+        assert_eq!(fill_summary("{unknown}", &evidence), None);
+        assert_eq!(fill_summary("unclosed {lab:magnesium", &evidence), None);
+        assert_eq!(
+            fill_summary("no placeholder", &evidence).as_deref(),
+            Some("no placeholder")
+        );
+    }
+
+    #[test]
+    fn the_clinical_line_leaves_ids_and_codes_to_the_technical_line() {
+        let evidence = [furosemide(), magnesium(0.49, None)];
+        let clinical = all_lines(&evidence).join("\n");
+        let technical = all_technical_lines(&evidence).join("\n");
+        assert!(!clinical.contains("MedicationStatement/ms"), "{clinical}");
+        assert!(!clinical.contains("LOINC"), "{clinical}");
+        assert!(
+            clinical.contains("**0.49 mmol/L** on 2026-11-20, below the threshold of 0.70 mmol/L"),
+            "{clinical}"
+        );
+        assert!(
+            technical.contains("MedicationStatement/ms, status active; matched RxNorm 4603"),
+            "{technical}"
+        );
+        assert!(
+            technical.contains("LOINC 19123-9; Observation/mg"),
+            "{technical}"
+        );
+    }
+}

@@ -425,42 +425,12 @@ fn summary_fact(placeholder: &str, evidence: &[Evidence]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{TimeZone, Utc};
-
     use super::*;
-    use crate::engine::evidence::{Direction, MedicationFact};
-    use crate::fhir::record::Measured;
+    use crate::engine::evidence::MedicationFact;
+    use crate::engine::test_support::magnesium_below;
 
     fn magnesium(value: f64, comparator: Option<&str>) -> Evidence {
-        Evidence::from(Fact::LabResult {
-            result: LabReading {
-                analyte_id: "magnesium".into(),
-                analyte: "Serum magnesium".into(),
-                reference: "Observation/mg".into(),
-                loinc: vec!["19123-9".into()],
-                time: Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap(),
-                reported: Some(Measured {
-                    value,
-                    unit: Some("mmol/L".into()),
-                    comparator: comparator.map(str::to_owned),
-                }),
-                canonical: Amount {
-                    value,
-                    unit: "mmol/L".into(),
-                    decimals: 2,
-                },
-                in_canonical_unit: true,
-                preliminary: false,
-            },
-            decided_by: Some(Decision::Threshold {
-                direction: Direction::Below,
-                limit: Amount {
-                    value: 0.7,
-                    unit: "mmol/L".into(),
-                    decimals: 2,
-                },
-            }),
-        })
+        magnesium_below(value, comparator, 0.70)
     }
 
     fn furosemide() -> Evidence {

@@ -11,7 +11,7 @@ mod order;
 mod rule;
 mod safety;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod topics;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

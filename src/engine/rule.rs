@@ -272,37 +272,11 @@ fn stricter(a: &Evidence, b: &Evidence) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{TimeZone, Utc};
-
     use super::*;
-    use crate::engine::evidence::Amount;
+    use crate::engine::test_support::magnesium_below;
 
     fn below(limit: f64) -> Evidence {
-        Evidence::from(Fact::LabResult {
-            result: LabReading {
-                analyte_id: "magnesium".into(),
-                analyte: "Serum magnesium".into(),
-                reference: "Observation/mg".into(),
-                loinc: vec!["19123-9".into()],
-                time: Utc.with_ymd_and_hms(2026, 10, 30, 8, 0, 0).unwrap(),
-                reported: None,
-                canonical: Amount {
-                    value: 0.41,
-                    unit: "mmol/L".into(),
-                    decimals: 2,
-                },
-                in_canonical_unit: true,
-                preliminary: false,
-            },
-            decided_by: Some(Decision::Threshold {
-                direction: Direction::Below,
-                limit: Amount {
-                    value: limit,
-                    unit: "mmol/L".into(),
-                    decimals: 2,
-                },
-            }),
-        })
+        magnesium_below(0.41, None, limit)
     }
 
     #[test]

@@ -52,7 +52,11 @@ pub fn catalog_markdown(knowledge: &Knowledge) -> String {
                 .join(", ")
         );
     }
-    out.push_str("\n## Units\n\n| analyte | compared in | accepted units |\n|---|---|---|\n");
+    out.push_str(
+        "\n## Units\n\nUnits are matched ignoring case, spaces and the micro sign (`mmol/L`, \
+         `MMOL/L` and `mmol/l` are one unit).\n\n\
+         | analyte | compared in | accepted units |\n|---|---|---|\n",
+    );
     for analyte in &knowledge.analytes {
         let _ = writeln!(
             out,

@@ -6,8 +6,13 @@
 //! accept with one click (suggestion templates holding FHIR R4 resources).
 
 use serde::Deserialize;
+use toml::de::DeTable;
 
-use super::criteria::{Criterion, CriterionScope, RawCriterion};
+use super::criteria::{
+    CRITERION_SCHEMA, Criterion, CriterionScope, Place, RawCriterion, parse_hooks,
+};
+use super::diagnostic::{Diagnostic, Problem, join};
+use super::keys::{Schema, Shape, check_keys, fields_of, leaves};
 use crate::hooks::Hook;
 
 /// CDS Hooks card indicator, ordered by urgency.
@@ -149,10 +154,8 @@ pub struct Rule {
     pub selection_behavior: Option<SelectionBehavior>,
     /// Safety exclusions: when one matches, the rule stays quiet (reported by `--explain`).
     pub stay_quiet: Vec<StayQuiet>,
-    /// Rule ids that, when they fire, silence this rule.
+    /// Rule ids that, when they fire, silence this rule: the one way precedence is stated.
     pub yields_to: Vec<String>,
-    /// Rule ids this rule silences when both fire (the reverse of `yields_to`).
-    pub wins_over: Vec<String>,
     /// Links shown on the card.
     pub links: Vec<LinkTemplate>,
 }
@@ -271,8 +274,6 @@ struct RawRule {
     #[serde(default)]
     yields_to: Vec<String>,
     #[serde(default)]
-    wins_over: Vec<String>,
-    #[serde(default)]
     links: Vec<LinkTemplate>,
 }
 
@@ -348,100 +349,233 @@ struct RawAction {
 /// Longest summary CDS Hooks allows (it must be shorter than 140 characters).
 pub const MAX_SUMMARY_CHARS: usize = 139;
 
+/// The resource types a create suggestion may carry.
+pub const CREATABLE_RESOURCE_TYPES: [&str; 2] = ["MedicationRequest", "ServiceRequest"];
+
+/// The keys of a rule file, for the loader's key check and the language reference.
+pub const RULE_SCHEMA: Schema = Schema {
+    name: "a rule file",
+    keys: fields_of::<RawRule>,
+    child: rule_child,
+};
+
+fn rule_child(key: &str) -> Shape {
+    const SOURCE: Schema = Schema {
+        name: "a rule's source",
+        keys: fields_of::<RuleSource>,
+        child: leaves,
+    };
+    const ESCALATE: Schema = Schema {
+        name: "an [[escalate]] entry",
+        keys: fields_of::<RawEscalation>,
+        child: when_child,
+    };
+    const ADVICE: Schema = Schema {
+        name: "a rule's advice",
+        keys: fields_of::<RawAdvice>,
+        child: advice_child,
+    };
+    const SUGGESTION: Schema = Schema {
+        name: "a [[suggestions]] entry",
+        keys: fields_of::<RawSuggestion>,
+        child: suggestion_child,
+    };
+    const STAY_QUIET: Schema = Schema {
+        name: "a [[stay_quiet]] entry",
+        keys: fields_of::<RawStayQuiet>,
+        child: when_child,
+    };
+    const LINK: Schema = Schema {
+        name: "a [[links]] entry",
+        keys: fields_of::<LinkTemplate>,
+        child: leaves,
+    };
+    match key {
+        "source" => Shape::Table(SOURCE),
+        "when" => Shape::Table(CRITERION_SCHEMA),
+        "escalate" => Shape::Tables(ESCALATE),
+        "advice" => Shape::Table(ADVICE),
+        "suggestions" => Shape::Tables(SUGGESTION),
+        "stay_quiet" => Shape::Tables(STAY_QUIET),
+        "links" => Shape::Tables(LINK),
+        _ => Shape::Value,
+    }
+}
+
+fn when_child(key: &str) -> Shape {
+    match key {
+        "when" | "unless" => Shape::Table(CRITERION_SCHEMA),
+        _ => Shape::Value,
+    }
+}
+
+fn advice_child(key: &str) -> Shape {
+    const NOTE: Schema = Schema {
+        name: "an advice note",
+        keys: fields_of::<RawNote>,
+        child: when_child,
+    };
+    match key {
+        "notes" => Shape::Tables(NOTE),
+        _ => Shape::Value,
+    }
+}
+
+fn suggestion_child(key: &str) -> Shape {
+    const ACTION: Schema = Schema {
+        name: "a suggestion action",
+        keys: fields_of::<RawAction>,
+        child: action_child,
+    };
+    match key {
+        "actions" => Shape::Tables(ACTION),
+        other => when_child(other),
+    }
+}
+
+fn action_child(key: &str) -> Shape {
+    const SET_DOSE: Schema = Schema {
+        name: "an action's set_dose",
+        keys: fields_of::<DoseTemplate>,
+        child: leaves,
+    };
+    match key {
+        "set_dose" => Shape::Table(SET_DOSE),
+        // `resource` is a FHIR resource: its keys are checked by the FHIR parser instead.
+        other => when_child(other),
+    }
+}
+
 impl Rule {
-    /// Parses and validates a rule file. The error names the problem; the caller adds the file.
-    pub fn from_toml(file: &str, text: &str, scope: &dyn CriterionScope) -> Result<Rule, String> {
-        let raw: RawRule = toml::from_str(text).map_err(|e| e.to_string())?;
+    /// Parses and validates a rule file. The error names the line, the key path and the
+    /// problem; the caller adds the file.
+    pub fn from_toml(
+        file: &str,
+        text: &str,
+        scope: &dyn CriterionScope,
+    ) -> Result<Rule, Diagnostic> {
+        let document = DeTable::parse(text).map_err(|e| Diagnostic::syntax(text, e))?;
+        let document = document.get_ref();
+        check_keys(document, RULE_SCHEMA, "").map_err(|d| d.locate(text, document))?;
+        let raw: RawRule = toml::from_str(text).map_err(|e| Diagnostic::syntax(text, e))?;
+        Rule::from_raw(file, raw, scope).map_err(|d| d.locate(text, document))
+    }
+
+    fn from_raw(file: &str, raw: RawRule, scope: &dyn CriterionScope) -> Result<Rule, Diagnostic> {
         let expected_id = file
             .rsplit('/')
             .next()
             .and_then(|name| name.strip_suffix(".toml"))
             .unwrap_or_default();
         if raw.id != expected_id {
-            return Err(format!(
-                "rule id '{}' does not match the file name '{expected_id}.toml'",
-                raw.id
+            return Err(Diagnostic::at(
+                "id",
+                format!(
+                    "rule id '{}' does not match the file name '{expected_id}.toml'",
+                    raw.id
+                ),
             ));
         }
         if raw.source.label.trim().is_empty() {
-            return Err("source.label (the citation) is missing".into());
+            return Err(Diagnostic::at(
+                "source.label",
+                "source.label (the citation) is missing",
+            ));
         }
         if let Some(url) = &raw.source.url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
-            return Err(format!("source.url '{url}' is not an absolute URL"));
+            return Err(Diagnostic::at(
+                "source.url",
+                format!("source.url '{url}' is not an absolute URL"),
+            ));
         }
-        check_summary(&raw.summary)?;
-        let hooks = raw
-            .hooks
-            .iter()
-            .map(|h| h.parse::<Hook>())
-            .collect::<Result<Vec<_>, _>>()?;
+        check_summary(&raw.summary, "summary")?;
+        let hooks = parse_hooks(&raw.hooks, "hooks")?;
         if hooks.is_empty() {
-            return Err("hooks must list at least one hook".into());
+            return Err(Diagnostic::at("hooks", "hooks must list at least one hook"));
         }
-        let when = raw.when.validate(scope).map_err(|e| format!("when: {e}"))?;
+        let criterion =
+            |c: RawCriterion, path: &str| c.validate(scope, Place::in_rule(path, &hooks));
+        let when = criterion(raw.when, "when")?;
         let escalations = raw
             .escalate
             .into_iter()
-            .map(|e| {
+            .enumerate()
+            .map(|(i, e)| {
                 if let Some(summary) = &e.summary {
-                    check_summary(summary)?;
+                    check_summary(summary, &format!("escalate[{i}].summary"))?;
                 }
                 Ok(Escalation {
                     indicator: e.indicator,
                     summary: e.summary,
-                    when: e
-                        .when
-                        .validate(scope)
-                        .map_err(|m| format!("escalate.when: {m}"))?,
+                    when: criterion(e.when, &format!("escalate[{i}].when"))?,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, Diagnostic>>()?;
         let notes = raw
             .advice
             .notes
             .into_iter()
-            .map(|n| {
+            .enumerate()
+            .map(|(i, n)| {
                 Ok(Note {
-                    when: n
-                        .when
-                        .validate(scope)
-                        .map_err(|m| format!("advice.notes.when: {m}"))?,
+                    when: criterion(n.when, &format!("advice.notes[{i}].when"))?,
                     text: n.text,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, Diagnostic>>()?;
         let suggestions = raw
             .suggestions
             .into_iter()
-            .map(|s| validate_suggestion(s, scope))
-            .collect::<Result<Vec<_>, String>>()?;
+            .enumerate()
+            .map(|(i, s)| validate_suggestion(s, &format!("suggestions[{i}]"), &criterion))
+            .collect::<Result<Vec<_>, Diagnostic>>()?;
         let stay_quiet = raw
             .stay_quiet
             .into_iter()
-            .map(|q| {
+            .enumerate()
+            .map(|(i, q)| {
                 if q.explanation.trim().is_empty() {
-                    return Err("stay_quiet needs an explanation".to_owned());
+                    return Err(Diagnostic::at(
+                        format!("stay_quiet[{i}].explanation"),
+                        "stay_quiet needs an explanation",
+                    ));
                 }
                 Ok(StayQuiet {
                     reason: q.reason,
-                    when: q
-                        .when
-                        .validate(scope)
-                        .map_err(|m| format!("stay_quiet.when: {m}"))?,
+                    when: criterion(q.when, &format!("stay_quiet[{i}].when"))?,
                     explanation: q.explanation.trim().to_owned(),
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
-        if let Some(link) = raw.links.iter().find(|l| !l.url.starts_with("https://")) {
-            return Err(format!(
-                "link '{}' must have an absolute https URL",
-                link.label
+            .collect::<Result<Vec<_>, Diagnostic>>()?;
+        if let Some((i, link)) = raw
+            .links
+            .iter()
+            .enumerate()
+            .find(|(_, l)| !l.url.starts_with("https://"))
+        {
+            return Err(Diagnostic::at(
+                format!("links[{i}].url"),
+                format!("link '{}' must have an absolute https URL", link.label),
             ));
         }
         if raw.selection_behavior.is_some() && suggestions.is_empty() {
-            return Err("selection_behavior is set but the rule has no suggestions".into());
+            return Err(Diagnostic::at(
+                "selection_behavior",
+                "selection_behavior is set but the rule has no suggestions",
+            ));
+        }
+        if let Some((i, own)) = raw
+            .yields_to
+            .iter()
+            .enumerate()
+            .find(|(_, id)| **id == raw.id)
+        {
+            return Err(Diagnostic::at(
+                format!("yields_to[{i}]"),
+                Problem::Invalid(format!("rule '{own}' cannot yield to itself")),
+            ));
         }
         Ok(Rule {
             id: raw.id,
@@ -459,34 +593,41 @@ impl Rule {
             selection_behavior: raw.selection_behavior,
             stay_quiet,
             yields_to: raw.yields_to,
-            wins_over: raw.wins_over,
             links: raw.links,
         })
     }
 }
 
-fn check_summary(summary: &str) -> Result<(), String> {
+fn check_summary(summary: &str, path: &str) -> Result<(), Diagnostic> {
     let chars = summary.chars().count();
     if chars == 0 || chars > MAX_SUMMARY_CHARS {
-        return Err(format!(
-            "summary must be 1 to {MAX_SUMMARY_CHARS} characters, it has {chars}: '{summary}'"
+        return Err(Diagnostic::at(
+            path,
+            format!(
+                "summary must be 1 to {MAX_SUMMARY_CHARS} characters, it has {chars}: '{summary}'"
+            ),
         ));
     }
     Ok(())
 }
 
+type ValidateAt<'a> = dyn Fn(RawCriterion, &str) -> Result<Criterion, Diagnostic> + 'a;
+
 fn validate_suggestion(
     raw: RawSuggestion,
-    scope: &dyn CriterionScope,
-) -> Result<SuggestionTemplate, String> {
+    path: &str,
+    criterion: &ValidateAt<'_>,
+) -> Result<SuggestionTemplate, Diagnostic> {
+    let label = raw.label.clone();
+    let fail = |key: &str, message: String| Diagnostic::at(join(path, key), message);
     if raw.actions.is_empty() {
-        return Err(format!("suggestion '{}' has no actions", raw.label));
+        return Err(fail(
+            "actions",
+            format!("suggestion '{label}' has no actions"),
+        ));
     }
-    let optional = |c: Option<RawCriterion>, what: &str| {
-        c.map(|c| c.validate(scope))
-            .transpose()
-            .map_err(|m| format!("suggestion '{}' {what}: {m}", raw.label))
-    };
+    let optional =
+        |c: Option<RawCriterion>, key: &str| c.map(|c| criterion(c, &join(path, key))).transpose();
     let when = optional(raw.when, "when")?;
     let unless = optional(raw.unless, "unless")?;
     let unless_reason = match (raw.unless_reason, raw.unless_explanation) {
@@ -495,24 +636,23 @@ fn validate_suggestion(
             Some((reason, explanation.trim().to_owned()))
         }
         _ => {
-            return Err(format!(
-                "suggestion '{}': unless_reason and unless_explanation go together, with an unless",
-                raw.label
+            return Err(fail(
+                "unless_reason",
+                format!(
+                    "suggestion '{label}': unless_reason and unless_explanation go together, with an unless"
+                ),
             ));
         }
     };
     let mut actions = Vec::new();
-    for action in raw.actions {
-        let when = action
-            .when
-            .map(|c| c.validate(scope))
-            .transpose()
-            .map_err(|m| format!("suggestion '{}' action when: {m}", raw.label))?;
+    for (i, action) in raw.actions.into_iter().enumerate() {
+        let at = format!("actions[{i}]");
+        let when = optional(action.when, &format!("{at}.when"))?;
         match (action.action_type, &action.set_dose) {
             (ActionType::Update, None) => {
-                return Err(format!(
-                    "suggestion '{}': an update action needs set_dose",
-                    raw.label
+                return Err(fail(
+                    &at,
+                    format!("suggestion '{label}': an update action needs set_dose"),
                 ));
             }
             (ActionType::Update, Some(dose)) => {
@@ -521,38 +661,45 @@ fn validate_suggestion(
                     || dose.period <= 0.0
                     || dose.frequency == 0
                 {
-                    return Err(format!(
-                        "suggestion '{}': set_dose needs a positive value in mg, frequency and period",
-                        raw.label
+                    return Err(fail(
+                        &format!("{at}.set_dose"),
+                        format!(
+                            "suggestion '{label}': set_dose needs a positive value in mg, frequency and period"
+                        ),
                     ));
                 }
                 if !matches!(dose.period_unit.as_str(), "h" | "d" | "wk") {
-                    return Err(format!(
-                        "suggestion '{}': set_dose.period_unit must be h, d or wk",
-                        raw.label
+                    return Err(fail(
+                        &format!("{at}.set_dose.period_unit"),
+                        format!("suggestion '{label}': set_dose.period_unit must be h, d or wk"),
                     ));
                 }
             }
             (_, Some(_)) => {
-                return Err(format!(
-                    "suggestion '{}': only update actions take set_dose",
-                    raw.label
+                return Err(fail(
+                    &format!("{at}.set_dose"),
+                    format!("suggestion '{label}': only update actions take set_dose"),
                 ));
             }
             (_, None) => {}
         }
         let resource = match (action.action_type, action.resource) {
-            (ActionType::Create, Some(resource)) => Some(validate_resource_template(resource)?),
+            (ActionType::Create, Some(resource)) => Some(
+                validate_resource_template(resource)
+                    .map_err(|e| fail(&format!("{at}.resource"), e))?,
+            ),
             (ActionType::Create, None) => {
-                return Err(format!(
-                    "suggestion '{}': a create action needs a resource",
-                    raw.label
+                return Err(fail(
+                    &at,
+                    format!("suggestion '{label}': a create action needs a resource"),
                 ));
             }
             (_, Some(_)) => {
-                return Err(format!(
-                    "suggestion '{}': only create actions carry a resource; update and delete act on the draft order",
-                    raw.label
+                return Err(fail(
+                    &format!("{at}.resource"),
+                    format!(
+                        "suggestion '{label}': only create actions carry a resource; update and delete act on the draft order"
+                    ),
                 ));
             }
             (_, None) => None,
@@ -588,10 +735,7 @@ fn validate_resource_template(resource: toml::Value) -> Result<serde_json::Value
         .and_then(|t| t.as_str())
         .unwrap_or_default()
         .to_owned();
-    if !matches!(
-        resource_type.as_str(),
-        "MedicationRequest" | "ServiceRequest"
-    ) {
+    if !CREATABLE_RESOURCE_TYPES.contains(&resource_type.as_str()) {
         return Err(format!(
             "a suggestion resource must be a MedicationRequest or ServiceRequest, not '{resource_type}'"
         ));
@@ -654,7 +798,7 @@ when = {when}
 advice = {{ text = "A" }}
 {extra}"#
         );
-        Rule::from_toml("rules/r.toml", &text, &OneValueSet)
+        Rule::from_toml("rules/r.toml", &text, &OneValueSet).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -858,3 +858,361 @@ description = "Remove it""#,
         );
     }
 }
+
+/// Every validation error of a rule file, with the key path it names.
+#[cfg(test)]
+mod validation_messages {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::knowledge::criteria::NamedCriterion;
+
+    /// Knows the value set `drugs`, the analyte `mg` (unit `mmol/L`) and the name of one
+    /// named criterion, `renal-insufficiency`.
+    struct SmallScope;
+
+    impl CriterionScope for SmallScope {
+        fn valueset(&self, id: &str) -> Option<usize> {
+            (id == "drugs").then_some(0)
+        }
+        fn analyte(&self, id: &str) -> Option<usize> {
+            (id == "mg").then_some(0)
+        }
+        fn threshold(&self, _: usize, value: f64, unit: &str) -> Option<f64> {
+            (unit == "mmol/L").then_some(value)
+        }
+        fn named(&self, _: &str) -> Option<Arc<NamedCriterion>> {
+            None
+        }
+        fn valueset_ids(&self) -> Vec<&str> {
+            vec!["drugs"]
+        }
+        fn analyte_ids(&self) -> Vec<&str> {
+            vec!["mg"]
+        }
+        fn analyte_units(&self, _: usize) -> Vec<&str> {
+            vec!["mmol/L"]
+        }
+        fn named_ids(&self) -> Vec<&str> {
+            vec!["renal-insufficiency"]
+        }
+    }
+
+    const BASE: &str = r#"id = "r"
+title = "R"
+hooks = ["order-sign"]
+indicator = "info"
+summary = "S"
+source = { label = "L" }
+when = { draft_order = { valueset = "drugs" } }
+advice = { text = "A" }
+"#;
+
+    /// The base rule with `from` replaced by `to`, plus `extra` at the end; its error.
+    fn error(from: &str, to: &str, extra: &str) -> String {
+        assert!(BASE.contains(from), "{from}");
+        let text = format!("{}{extra}", BASE.replacen(from, to, 1));
+        match Rule::from_toml("rules/r.toml", &text, &SmallScope) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn when(criterion: &str) -> String {
+        error(
+            r#"when = { draft_order = { valueset = "drugs" } }"#,
+            &format!("when = {criterion}"),
+            "",
+        )
+    }
+
+    fn suggestion(body: &str) -> String {
+        error("", "", &format!("[[suggestions]]\nlabel = \"X\"\n{body}"))
+    }
+
+    fn assert_says(error: &str, expected: &str) {
+        assert!(
+            error.contains(expected),
+            "expected '{expected}' in '{error}'"
+        );
+    }
+
+    #[test]
+    fn rule_level_errors_name_their_key() {
+        let long = "x".repeat(MAX_SUMMARY_CHARS + 1);
+        for (error, expected) in [
+            (
+                error("id = \"r\"", "id = \"q\"", ""),
+                "line 1: id: rule id 'q' does not match the file name 'r.toml'",
+            ),
+            (
+                error("label = \"L\"", "label = \" \"", ""),
+                "line 6: source.label: source.label (the citation) is missing",
+            ),
+            (
+                error(
+                    "label = \"L\"",
+                    "label = \"L\", url = \"www.example.org\"",
+                    "",
+                ),
+                "source.url: source.url 'www.example.org' is not an absolute URL",
+            ),
+            (
+                error("summary = \"S\"", &format!("summary = \"{long}\""), ""),
+                "line 5: summary: summary must be 1 to 139 characters, it has 140",
+            ),
+            (
+                error("hooks = [\"order-sign\"]", "hooks = []", ""),
+                "line 3: hooks: hooks must list at least one hook",
+            ),
+            (
+                error("hooks = [\"order-sign\"]", "hooks = [\"order-sing\"]", ""),
+                "hooks[0]: unknown hook 'order-sing'; did you mean 'order-sign'?",
+            ),
+            (
+                error(
+                    "",
+                    "",
+                    "[[escalate]]\nindicator = \"warning\"\nsummary = \"\"\nwhen = { age = { at_least = 1 } }\n",
+                ),
+                "line 11: escalate[0].summary: summary must be 1 to 139 characters, it has 0",
+            ),
+            (
+                error(
+                    "",
+                    "",
+                    "[[stay_quiet]]\nreason = \"age\"\nwhen = { age = { below = 18 } }\nexplanation = \" \"\n",
+                ),
+                "stay_quiet[0].explanation: stay_quiet needs an explanation",
+            ),
+            (
+                error(
+                    "",
+                    "",
+                    "[[links]]\nlabel = \"Guide\"\nurl = \"http://example.org\"\n",
+                ),
+                "links[0].url: link 'Guide' must have an absolute https URL",
+            ),
+            (
+                error("", "", "selection_behavior = \"any\"\n"),
+                "selection_behavior: selection_behavior is set but the rule has no suggestions",
+            ),
+            (
+                error("", "", "yields_to = [\"r\"]\n"),
+                "yields_to[0]: rule 'r' cannot yield to itself",
+            ),
+            (
+                error("", "", "wins_over = [\"other\"]\n"),
+                "line 9: wins_over: 'wins_over' is no longer part of the rule language: state precedence once, as yields_to",
+            ),
+            (
+                error("", "", "titel = \"R\"\n"),
+                "line 9: titel: unknown key 'titel' in a rule file; did you mean 'title'?",
+            ),
+            (
+                error("indicator = \"info\"", "indicator = \"loud\"", ""),
+                "line 4: unknown variant `loud`, expected one of `info`, `warning`, `critical`",
+            ),
+        ] {
+            assert_says(&error, expected);
+        }
+    }
+
+    #[test]
+    fn suggestion_errors_name_the_suggestion_and_action() {
+        let dose = "set_dose = { value = 10, unit = \"mg\", frequency = 1, period = 1, period_unit = \"d\", text = \"10 mg daily\" }";
+        for (error, expected) in [
+            (
+                suggestion("actions = []\n"),
+                "suggestions[0].actions: suggestion 'X' has no actions",
+            ),
+            (
+                suggestion("[[suggestions.actions]]\ntype = \"update\"\ndescription = \"D\"\n"),
+                "suggestions[0].actions[0]: suggestion 'X': an update action needs set_dose",
+            ),
+            (
+                suggestion(&format!(
+                    "[[suggestions.actions]]\ntype = \"update\"\ndescription = \"D\"\n{}\n",
+                    dose.replace("\"mg\"", "\"g\"")
+                )),
+                "suggestions[0].actions[0].set_dose: suggestion 'X': set_dose needs a positive value in mg, frequency and period",
+            ),
+            (
+                suggestion(&format!(
+                    "[[suggestions.actions]]\ntype = \"update\"\ndescription = \"D\"\n{}\n",
+                    dose.replace("\"d\"", "\"mo\"")
+                )),
+                "suggestions[0].actions[0].set_dose.period_unit: suggestion 'X': set_dose.period_unit must be h, d or wk",
+            ),
+            (
+                suggestion(&format!(
+                    "[[suggestions.actions]]\ntype = \"delete\"\ndescription = \"D\"\n{dose}\n"
+                )),
+                "suggestions[0].actions[0].set_dose: suggestion 'X': only update actions take set_dose",
+            ),
+            (
+                suggestion("[[suggestions.actions]]\ntype = \"create\"\ndescription = \"D\"\n"),
+                "suggestions[0].actions[0]: suggestion 'X': a create action needs a resource",
+            ),
+            (
+                suggestion(
+                    "[[suggestions.actions]]\ntype = \"delete\"\ndescription = \"D\"\nresource = { resourceType = \"ServiceRequest\" }\n",
+                ),
+                "suggestions[0].actions[0].resource: suggestion 'X': only create actions carry a resource",
+            ),
+            (
+                suggestion(
+                    "[[suggestions.actions]]\ntype = \"create\"\ndescription = \"D\"\nresource = { resourceType = \"Patient\" }\n",
+                ),
+                "suggestions[0].actions[0].resource: a suggestion resource must be a MedicationRequest or ServiceRequest, not 'Patient'",
+            ),
+            (
+                suggestion(
+                    "[[suggestions.actions]]\ntype = \"create\"\ndescription = \"D\"\nresource = { resourceType = \"ServiceRequest\", status = \"active\", intent = \"proposal\" }\n",
+                ),
+                "suggested ServiceRequest must have status 'draft'",
+            ),
+            (
+                suggestion(
+                    "[[suggestions.actions]]\ntype = \"create\"\ndescription = \"D\"\nresource = { resourceType = \"MedicationRequest\", status = \"draft\", intent = \"proposal\" }\n",
+                ),
+                "a suggested MedicationRequest needs a structured dosageInstruction",
+            ),
+            (
+                suggestion(
+                    "[[suggestions.actions]]\ntype = \"create\"\ndescription = \"D\"\nresource = { resourceType = \"ServiceRequest\", status = \"draft\", intent = 7 }\n",
+                ),
+                "suggestions[0].actions[0].resource: suggested resource is not valid FHIR R4",
+            ),
+            (
+                suggestion(
+                    "unless_reason = \"renal\"\n[[suggestions.actions]]\ntype = \"delete\"\ndescription = \"D\"\n",
+                ),
+                "suggestions[0].unless_reason: suggestion 'X': unless_reason and unless_explanation go together, with an unless",
+            ),
+            (
+                suggestion(
+                    "when = { medication = { valueset = \"drugz\" } }\n[[suggestions.actions]]\ntype = \"delete\"\ndescription = \"D\"\n",
+                ),
+                "suggestions[0].when.medication.valueset: unknown value set 'drugz'; did you mean 'drugs'?",
+            ),
+        ] {
+            assert_says(&error, expected);
+        }
+    }
+
+    #[test]
+    fn criterion_errors_name_the_criterion_path() {
+        for (error, expected) in [
+            (
+                when("{ }"),
+                "line 7: when: a criterion needs one of all, any, not, hook, condition, medication, draft_order, lab, age or ref",
+            ),
+            (
+                when("{ hook = [\"order-sign\"], age = { at_least = 1 } }"),
+                "when: a criterion has exactly one kind, found hook and age",
+            ),
+            (
+                when("{ all = [] }"),
+                "when.all: 'all' needs at least one criterion",
+            ),
+            (
+                when("{ any = [ { age = { at_least = 1 } }, { not = { age = { } } } ] }"),
+                "when.any[1].not.age: an age criterion needs at_least or below",
+            ),
+            (
+                when("{ medication = { valueset = \"drugs\", min_distinct = 0 } }"),
+                "when.medication.min_distinct: medication min_distinct must be at least 1",
+            ),
+            (
+                when("{ medication = { valueset = \"drug\" } }"),
+                "when.medication.valueset: unknown value set 'drug'; did you mean 'drugs'?",
+            ),
+            (
+                when(
+                    "{ condition = { valueset = \"drugs\", body_site = { valueset = \"drugss\", when_absent = \"counts\" } } }",
+                ),
+                "when.condition.body_site.valueset: unknown value set 'drugss'; did you mean 'drugs'?",
+            ),
+            (
+                when(
+                    "{ draft_order = { valueset = \"drugs\", daily_dose_above = { value = 1, unit = \"mg\" }, daily_dose_unknown = true } }",
+                ),
+                "when.draft_order: draft_order: use daily_dose_above or daily_dose_unknown, not both",
+            ),
+            (
+                when("{ draft_order = { valueset = \"drugs\", route = [] } }"),
+                "when.draft_order.route: draft_order: route needs at least one route",
+            ),
+            (
+                when(
+                    "{ draft_order = { valueset = \"drugs\", daily_dose_above = { value = 1, unit = \"mL\" } } }",
+                ),
+                "when.draft_order.daily_dose_above.unit: daily dose unit 'mL' is not supported; use mg, g or ug",
+            ),
+            (
+                when("{ draft_order = { valueset = \"drugs\", except = \"drugz\" } }"),
+                "when.draft_order.except: unknown value set 'drugz'; did you mean 'drugs'?",
+            ),
+            (
+                when("{ lab = { analyte = \"mgg\" } }"),
+                "when.lab.analyte: unknown analyte 'mgg'; did you mean 'mg'?",
+            ),
+            (
+                when("{ lab = { analyte = \"mg\", within_days = 0 } }"),
+                "when.lab.within_days: lab criterion on 'mg': within_days must be positive, got 0",
+            ),
+            (
+                when("{ lab = { analyte = \"mg\", below = { value = 0.7, unit = \"mol/L\" } } }"),
+                "when.lab.below.unit: threshold unit 'mol/L' is not a known unit of analyte 'mg' (see analytes.toml); did you mean 'mmol/L'?",
+            ),
+            (
+                when(
+                    "{ lab = { analyte = \"mg\", fall = { value = 1, unit = \"mmol/L\", within_hours = 0 } } }",
+                ),
+                "when.lab.fall.within_hours: lab criterion on 'mg': fall.within_hours must be positive",
+            ),
+            (
+                when(
+                    "{ lab = { analyte = \"mg\", below = { value = 1, unit = \"mmol/L\" }, missing = true } }",
+                ),
+                "when.lab: lab criterion on 'mg': use one of below, above, fall or missing",
+            ),
+            (
+                when("{ lab = { analyte = \"mg\", missing = true, any_result = true } }"),
+                "when.lab.any_result: lab criterion on 'mg': any_result applies only to below and above",
+            ),
+            (
+                when("{ lab = { analyte = \"mg\", bellow = { value = 1, unit = \"mmol/L\" } } }"),
+                "when.lab.bellow: unknown key 'bellow' in a lab criterion; did you mean 'below'?",
+            ),
+            (
+                when("{ ref = \"renal-insuficiency\" }"),
+                "when.ref: unknown named criterion 'renal-insuficiency'; did you mean 'renal-insufficiency'?",
+            ),
+            (
+                when(
+                    "{ all = [ { draft_order = { valueset = \"drugs\" } }, { hook = [\"patient-view\"] } ] }",
+                ),
+                "when.all[1].hook[0]: hook 'patient-view' is not one of the rule's hooks (order-sign), so this part never matches",
+            ),
+        ] {
+            assert_says(&error, expected);
+        }
+    }
+
+    #[test]
+    fn a_draft_order_in_a_rule_that_only_runs_on_patient_view_can_never_fire() {
+        let error = error("hooks = [\"order-sign\"]", "hooks = [\"patient-view\"]", "");
+        assert_says(
+            &error,
+            "line 7: when.draft_order: a draft_order criterion in a rule that only runs on patient-view can never match: only order-select and order-sign carry draft orders",
+        );
+        let text = BASE.replacen(
+            "hooks = [\"order-sign\"]",
+            "hooks = [\"patient-view\", \"order-select\"]",
+            1,
+        );
+        assert!(Rule::from_toml("rules/r.toml", &text, &SmallScope).is_ok());
+    }
+}

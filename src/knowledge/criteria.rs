@@ -508,14 +508,9 @@ fn hook_list(hooks: &[Hook]) -> String {
 }
 
 impl RawCriterion {
-    /// Validates the criterion found at `place`. The error names the key path of the part
-    /// that is wrong and, for an unknown name, the nearest known one.
-    pub fn validate(
-        self,
-        scope: &dyn CriterionScope,
-        place: Place<'_>,
-    ) -> Result<Criterion, Diagnostic> {
-        let set: Vec<&str> = [
+    /// The kind keys that are set (exactly one in a valid criterion).
+    fn kinds(&self) -> Vec<&'static str> {
+        [
             ("all", self.all.is_some()),
             ("any", self.any.is_some()),
             ("not", self.not.is_some()),
@@ -529,8 +524,18 @@ impl RawCriterion {
         ]
         .into_iter()
         .filter_map(|(name, present)| present.then_some(name))
-        .collect();
-        match set.len() {
+        .collect()
+    }
+
+    /// Validates the criterion found at `place`. The error names the key path of the part
+    /// that is wrong and, for an unknown name, the nearest known one.
+    pub fn validate(
+        self,
+        scope: &dyn CriterionScope,
+        place: Place<'_>,
+    ) -> Result<Criterion, Diagnostic> {
+        let kinds = self.kinds();
+        match kinds.len() {
             1 => {}
             0 => {
                 return Err(Diagnostic::at(
@@ -543,7 +548,7 @@ impl RawCriterion {
                     place.path,
                     format!(
                         "a criterion has exactly one kind, found {}",
-                        set.join(" and ")
+                        kinds.join(" and ")
                     ),
                 ));
             }
@@ -578,77 +583,22 @@ impl RawCriterion {
             return Ok(Criterion::Not(Box::new(child)));
         }
         if let Some(names) = self.hook {
-            let path = join(place.path, "hook");
-            let hooks = parse_hooks(&names, &path)?;
-            if let Some(declared) = place.hooks
-                && let Some((i, hook)) = hooks
-                    .iter()
-                    .enumerate()
-                    .find(|(_, h)| !declared.contains(h))
-            {
-                return Err(Diagnostic::at(
-                    format!("{path}[{i}]"),
-                    Problem::NeverFires(format!(
-                        "hook '{hook}' is not one of the rule's hooks ({}), so this part never matches",
-                        hook_list(declared)
-                    )),
-                ));
-            }
-            return Ok(Criterion::Hook(hooks));
+            return validate_hook(&names, place).map(Criterion::Hook);
         }
         if let Some(c) = self.condition {
-            let body_site = match c.body_site {
-                Some(site) => Some(BodySiteTest {
-                    valueset: valueset(&site.valueset, "condition.body_site.valueset")?,
-                    when_absent: site.when_absent,
-                }),
-                None => None,
-            };
-            return Ok(Criterion::Condition(ConditionCriterion {
-                valueset: valueset(&c.valueset, "condition.valueset")?,
-                onset_at_least_days_ago: c.onset_at_least_days_ago,
-                body_site,
-            }));
+            return validate_condition(c, &valueset).map(Criterion::Condition);
         }
         if let Some(c) = self.medication {
-            let min_distinct = c.min_distinct.unwrap_or(1);
-            if min_distinct == 0 {
-                return Err(place.error(
-                    "medication.min_distinct",
-                    "medication min_distinct must be at least 1",
-                ));
-            }
-            return Ok(Criterion::Medication(MedicationCriterion {
-                valueset: valueset(&c.valueset, "medication.valueset")?,
-                ever: c.ever,
-                min_distinct,
-            }));
+            return validate_medication(c, place, &valueset).map(Criterion::Medication);
         }
         if let Some(c) = self.draft_order {
-            if let Some(declared) = place.hooks
-                && !declared.iter().any(|h| h.has_draft_orders())
-            {
-                return Err(place.error(
-                    "draft_order",
-                    Problem::NeverFires(format!(
-                        "a draft_order criterion in a rule that only runs on {} can never match: only order-select and order-sign carry draft orders",
-                        hook_list(declared)
-                    )),
-                ));
-            }
             return validate_draft_order(c, place, &valueset).map(Criterion::DraftOrder);
         }
         if let Some(lab) = self.lab {
             return validate_lab(lab, scope, place).map(Criterion::Lab);
         }
         if let Some(age) = self.age {
-            if age.at_least.is_none() && age.below.is_none() {
-                return Err(place.error("age", "an age criterion needs at_least or below"));
-            }
-            return Ok(Criterion::Age(AgeCriterion {
-                at_least: age.at_least,
-                below: age.below,
-            }));
+            return validate_age(age, place).map(Criterion::Age);
         }
         let name = self.reference.unwrap_or_default();
         scope.named(&name).map(Criterion::Named).ok_or_else(|| {
@@ -689,11 +639,91 @@ fn validate_children(
         .collect()
 }
 
+type FindValueSet<'a> = dyn Fn(&str, &str) -> Result<usize, Diagnostic> + 'a;
+
+fn validate_hook(names: &[String], place: Place<'_>) -> Result<Vec<Hook>, Diagnostic> {
+    let path = join(place.path, "hook");
+    let hooks = parse_hooks(names, &path)?;
+    if let Some(declared) = place.hooks
+        && let Some((i, hook)) = hooks
+            .iter()
+            .enumerate()
+            .find(|(_, h)| !declared.contains(h))
+    {
+        return Err(Diagnostic::at(
+            format!("{path}[{i}]"),
+            Problem::NeverFires(format!(
+                "hook '{hook}' is not one of the rule's hooks ({}), so this part never matches",
+                hook_list(declared)
+            )),
+        ));
+    }
+    Ok(hooks)
+}
+
+fn validate_condition(
+    c: RawConditionCriterion,
+    valueset: &FindValueSet<'_>,
+) -> Result<ConditionCriterion, Diagnostic> {
+    let body_site = match c.body_site {
+        Some(site) => Some(BodySiteTest {
+            valueset: valueset(&site.valueset, "condition.body_site.valueset")?,
+            when_absent: site.when_absent,
+        }),
+        None => None,
+    };
+    Ok(ConditionCriterion {
+        valueset: valueset(&c.valueset, "condition.valueset")?,
+        onset_at_least_days_ago: c.onset_at_least_days_ago,
+        body_site,
+    })
+}
+
+fn validate_medication(
+    c: RawMedicationCriterion,
+    place: Place<'_>,
+    valueset: &FindValueSet<'_>,
+) -> Result<MedicationCriterion, Diagnostic> {
+    let min_distinct = c.min_distinct.unwrap_or(1);
+    if min_distinct == 0 {
+        return Err(place.error(
+            "medication.min_distinct",
+            "medication min_distinct must be at least 1",
+        ));
+    }
+    Ok(MedicationCriterion {
+        valueset: valueset(&c.valueset, "medication.valueset")?,
+        ever: c.ever,
+        min_distinct,
+    })
+}
+
+fn validate_age(age: RawAgeCriterion, place: Place<'_>) -> Result<AgeCriterion, Diagnostic> {
+    if age.at_least.is_none() && age.below.is_none() {
+        return Err(place.error("age", "an age criterion needs at_least or below"));
+    }
+    Ok(AgeCriterion {
+        at_least: age.at_least,
+        below: age.below,
+    })
+}
+
 fn validate_draft_order(
     c: RawDraftOrderCriterion,
     place: Place<'_>,
-    valueset: &dyn Fn(&str, &str) -> Result<usize, Diagnostic>,
+    valueset: &FindValueSet<'_>,
 ) -> Result<DraftOrderCriterion, Diagnostic> {
+    if let Some(declared) = place.hooks
+        && !declared.iter().any(|h| h.has_draft_orders())
+    {
+        return Err(place.error(
+            "draft_order",
+            Problem::NeverFires(format!(
+                "a draft_order criterion in a rule that only runs on {} can never match: only order-select and order-sign carry draft orders",
+                hook_list(declared)
+            )),
+        ));
+    }
     let dose = match (c.daily_dose_above, c.daily_dose_unknown) {
         (None, false) => DoseTest::Any,
         (None, true) => DoseTest::Unknown,

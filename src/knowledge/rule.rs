@@ -462,34 +462,7 @@ impl Rule {
     }
 
     fn from_raw(file: &str, raw: RawRule, scope: &dyn CriterionScope) -> Result<Rule, Diagnostic> {
-        let expected_id = file
-            .rsplit('/')
-            .next()
-            .and_then(|name| name.strip_suffix(".toml"))
-            .unwrap_or_default();
-        if raw.id != expected_id {
-            return Err(Diagnostic::at(
-                "id",
-                format!(
-                    "rule id '{}' does not match the file name '{expected_id}.toml'",
-                    raw.id
-                ),
-            ));
-        }
-        if raw.source.label.trim().is_empty() {
-            return Err(Diagnostic::at(
-                "source.label",
-                "source.label (the citation) is missing",
-            ));
-        }
-        if let Some(url) = &raw.source.url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(Diagnostic::at(
-                "source.url",
-                format!("source.url '{url}' is not an absolute URL"),
-            ));
-        }
+        check_id_and_source(file, &raw)?;
         check_summary(&raw.summary, "summary")?;
         let hooks = parse_hooks(&raw.hooks, "hooks")?;
         if hooks.is_empty() {
@@ -531,35 +504,8 @@ impl Rule {
             .enumerate()
             .map(|(i, s)| validate_suggestion(s, &format!("suggestions[{i}]"), &criterion))
             .collect::<Result<Vec<_>, Diagnostic>>()?;
-        let stay_quiet = raw
-            .stay_quiet
-            .into_iter()
-            .enumerate()
-            .map(|(i, q)| {
-                if q.explanation.trim().is_empty() {
-                    return Err(Diagnostic::at(
-                        format!("stay_quiet[{i}].explanation"),
-                        "stay_quiet needs an explanation",
-                    ));
-                }
-                Ok(StayQuiet {
-                    reason: q.reason,
-                    when: criterion(q.when, &format!("stay_quiet[{i}].when"))?,
-                    explanation: q.explanation.trim().to_owned(),
-                })
-            })
-            .collect::<Result<Vec<_>, Diagnostic>>()?;
-        if let Some((i, link)) = raw
-            .links
-            .iter()
-            .enumerate()
-            .find(|(_, l)| !l.url.starts_with("https://"))
-        {
-            return Err(Diagnostic::at(
-                format!("links[{i}].url"),
-                format!("link '{}' must have an absolute https URL", link.label),
-            ));
-        }
+        let stay_quiet = validate_stay_quiet(raw.stay_quiet, &criterion)?;
+        check_links(&raw.links)?;
         if raw.selection_behavior.is_some() && suggestions.is_empty() {
             return Err(Diagnostic::at(
                 "selection_behavior",
@@ -596,6 +542,76 @@ impl Rule {
             links: raw.links,
         })
     }
+}
+
+/// The rule id matches its file name, and the source has a citation and an absolute URL.
+fn check_id_and_source(file: &str, raw: &RawRule) -> Result<(), Diagnostic> {
+    let expected_id = file
+        .rsplit('/')
+        .next()
+        .and_then(|name| name.strip_suffix(".toml"))
+        .unwrap_or_default();
+    if raw.id != expected_id {
+        return Err(Diagnostic::at(
+            "id",
+            format!(
+                "rule id '{}' does not match the file name '{expected_id}.toml'",
+                raw.id
+            ),
+        ));
+    }
+    if raw.source.label.trim().is_empty() {
+        return Err(Diagnostic::at(
+            "source.label",
+            "source.label (the citation) is missing",
+        ));
+    }
+    if let Some(url) = &raw.source.url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(Diagnostic::at(
+            "source.url",
+            format!("source.url '{url}' is not an absolute URL"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_stay_quiet(
+    entries: Vec<RawStayQuiet>,
+    criterion: &ValidateAt<'_>,
+) -> Result<Vec<StayQuiet>, Diagnostic> {
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| {
+            if q.explanation.trim().is_empty() {
+                return Err(Diagnostic::at(
+                    format!("stay_quiet[{i}].explanation"),
+                    "stay_quiet needs an explanation",
+                ));
+            }
+            Ok(StayQuiet {
+                reason: q.reason,
+                when: criterion(q.when, &format!("stay_quiet[{i}].when"))?,
+                explanation: q.explanation.trim().to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn check_links(links: &[LinkTemplate]) -> Result<(), Diagnostic> {
+    if let Some((i, link)) = links
+        .iter()
+        .enumerate()
+        .find(|(_, l)| !l.url.starts_with("https://"))
+    {
+        return Err(Diagnostic::at(
+            format!("links[{i}].url"),
+            format!("link '{}' must have an absolute https URL", link.label),
+        ));
+    }
+    Ok(())
 }
 
 fn check_summary(summary: &str, path: &str) -> Result<(), Diagnostic> {
@@ -644,74 +660,19 @@ fn validate_suggestion(
             ));
         }
     };
-    let mut actions = Vec::new();
-    for (i, action) in raw.actions.into_iter().enumerate() {
-        let at = format!("actions[{i}]");
-        let when = optional(action.when, &format!("{at}.when"))?;
-        match (action.action_type, &action.set_dose) {
-            (ActionType::Update, None) => {
-                return Err(fail(
-                    &at,
-                    format!("suggestion '{label}': an update action needs set_dose"),
-                ));
-            }
-            (ActionType::Update, Some(dose)) => {
-                if dose.unit != "mg"
-                    || dose.value <= 0.0
-                    || dose.period <= 0.0
-                    || dose.frequency == 0
-                {
-                    return Err(fail(
-                        &format!("{at}.set_dose"),
-                        format!(
-                            "suggestion '{label}': set_dose needs a positive value in mg, frequency and period"
-                        ),
-                    ));
-                }
-                if !matches!(dose.period_unit.as_str(), "h" | "d" | "wk") {
-                    return Err(fail(
-                        &format!("{at}.set_dose.period_unit"),
-                        format!("suggestion '{label}': set_dose.period_unit must be h, d or wk"),
-                    ));
-                }
-            }
-            (_, Some(_)) => {
-                return Err(fail(
-                    &format!("{at}.set_dose"),
-                    format!("suggestion '{label}': only update actions take set_dose"),
-                ));
-            }
-            (_, None) => {}
-        }
-        let resource = match (action.action_type, action.resource) {
-            (ActionType::Create, Some(resource)) => Some(
-                validate_resource_template(resource)
-                    .map_err(|e| fail(&format!("{at}.resource"), e))?,
-            ),
-            (ActionType::Create, None) => {
-                return Err(fail(
-                    &at,
-                    format!("suggestion '{label}': a create action needs a resource"),
-                ));
-            }
-            (_, Some(_)) => {
-                return Err(fail(
-                    &format!("{at}.resource"),
-                    format!(
-                        "suggestion '{label}': only create actions carry a resource; update and delete act on the draft order"
-                    ),
-                ));
-            }
-            (_, None) => None,
-        };
-        actions.push(ActionTemplate {
-            action_type: action.action_type,
-            description: action.description,
-            when,
-            resource,
-            set_dose: action.set_dose,
-        });
-    }
+    let actions = raw
+        .actions
+        .into_iter()
+        .enumerate()
+        .map(|(i, action)| {
+            validate_action(
+                action,
+                &join(path, &format!("actions[{i}]")),
+                &label,
+                criterion,
+            )
+        })
+        .collect::<Result<Vec<_>, Diagnostic>>()?;
     Ok(SuggestionTemplate {
         label: raw.label,
         is_recommended: raw.is_recommended,
@@ -719,6 +680,78 @@ fn validate_suggestion(
         unless,
         unless_reason,
         actions,
+    })
+}
+
+/// One action of the suggestion `label`, found at `at` (`suggestions[0].actions[1]`).
+fn validate_action(
+    action: RawAction,
+    at: &str,
+    label: &str,
+    criterion: &ValidateAt<'_>,
+) -> Result<ActionTemplate, Diagnostic> {
+    let fail = |path: &str, message: String| Diagnostic::at(path, message);
+    let when = action
+        .when
+        .map(|c| criterion(c, &join(at, "when")))
+        .transpose()?;
+    match (action.action_type, &action.set_dose) {
+        (ActionType::Update, None) => {
+            return Err(fail(
+                at,
+                format!("suggestion '{label}': an update action needs set_dose"),
+            ));
+        }
+        (ActionType::Update, Some(dose)) => {
+            if dose.unit != "mg" || dose.value <= 0.0 || dose.period <= 0.0 || dose.frequency == 0 {
+                return Err(fail(
+                    &format!("{at}.set_dose"),
+                    format!(
+                        "suggestion '{label}': set_dose needs a positive value in mg, frequency and period"
+                    ),
+                ));
+            }
+            if !matches!(dose.period_unit.as_str(), "h" | "d" | "wk") {
+                return Err(fail(
+                    &format!("{at}.set_dose.period_unit"),
+                    format!("suggestion '{label}': set_dose.period_unit must be h, d or wk"),
+                ));
+            }
+        }
+        (_, Some(_)) => {
+            return Err(fail(
+                &format!("{at}.set_dose"),
+                format!("suggestion '{label}': only update actions take set_dose"),
+            ));
+        }
+        (_, None) => {}
+    }
+    let resource = match (action.action_type, action.resource) {
+        (ActionType::Create, Some(resource)) => Some(
+            validate_resource_template(resource).map_err(|e| fail(&format!("{at}.resource"), e))?,
+        ),
+        (ActionType::Create, None) => {
+            return Err(fail(
+                at,
+                format!("suggestion '{label}': a create action needs a resource"),
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(fail(
+                &format!("{at}.resource"),
+                format!(
+                    "suggestion '{label}': only create actions carry a resource; update and delete act on the draft order"
+                ),
+            ));
+        }
+        (_, None) => None,
+    };
+    Ok(ActionTemplate {
+        action_type: action.action_type,
+        description: action.description,
+        when,
+        resource,
+        set_dose: action.set_dose,
     })
 }
 

@@ -813,35 +813,7 @@ fn validate_lab(
         (None, None, None, true) => LabTest::Missing,
         (Some(below), None, None, false) => LabTest::Below(convert(below, "below")?),
         (None, Some(above), None, false) => LabTest::Above(convert(above, "above")?),
-        (None, None, Some(fall), false) => {
-            if fall.within_hours <= 0 {
-                return Err(place.error(
-                    "lab.fall.within_hours",
-                    format!(
-                        "lab criterion on '{}': fall.within_hours must be positive",
-                        lab.analyte
-                    ),
-                ));
-            }
-            let zero = convert(
-                RawThreshold {
-                    value: 0.0,
-                    unit: fall.unit.clone(),
-                },
-                "fall",
-            )?;
-            let amount = convert(
-                RawThreshold {
-                    value: fall.value,
-                    unit: fall.unit,
-                },
-                "fall",
-            )? - zero;
-            LabTest::Fall {
-                amount,
-                within_hours: fall.within_hours,
-            }
-        }
+        (None, None, Some(fall), false) => fall_test(fall, &lab.analyte, place, &convert)?,
         _ => {
             return Err(place.error(
                 "lab",
@@ -867,6 +839,39 @@ fn validate_lab(
         any_result: lab.any_result,
         test,
         lab_range: lab.lab_range,
+    })
+}
+
+/// A `fall`: its amount converted into the canonical unit (a difference, so an offset cancels).
+fn fall_test(
+    fall: RawFall,
+    analyte: &str,
+    place: Place<'_>,
+    convert: &dyn Fn(RawThreshold, &str) -> Result<f64, Diagnostic>,
+) -> Result<LabTest, Diagnostic> {
+    if fall.within_hours <= 0 {
+        return Err(place.error(
+            "lab.fall.within_hours",
+            format!("lab criterion on '{analyte}': fall.within_hours must be positive"),
+        ));
+    }
+    let zero = convert(
+        RawThreshold {
+            value: 0.0,
+            unit: fall.unit.clone(),
+        },
+        "fall",
+    )?;
+    let amount = convert(
+        RawThreshold {
+            value: fall.value,
+            unit: fall.unit,
+        },
+        "fall",
+    )? - zero;
+    Ok(LabTest::Fall {
+        amount,
+        within_hours: fall.within_hours,
     })
 }
 

@@ -363,8 +363,14 @@ fn print_explanation(invocation: &Invocation, format: OutputFormat) {
         lines.push(format!("failed: {} ({})", failure.rule_id, failure.message));
     }
     for quiet in &invocation.quieted {
+        let found = crate::cards::evidence::all_lines(&quiet.evidence);
+        let found = if found.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", found.join("; "))
+        };
         lines.push(format!(
-            "quiet for safety: {} (reason {}: {})",
+            "quiet for safety: {} (reason {}: {}{found})",
             quiet.rule_id,
             quiet.reason.as_str(),
             quiet.explanation

@@ -6,8 +6,8 @@
 
 use std::fmt::Write;
 
-use crate::engine::describe;
 use crate::knowledge::Knowledge;
+use crate::knowledge::describe::describe;
 use crate::knowledge::rule::{ActionType, Rule};
 
 /// The whole catalog in Markdown.
@@ -47,7 +47,10 @@ pub fn catalog_markdown(knowledge: &Knowledge) -> String {
             set.title,
             set.listed_codes().count(),
             set.classes()
-                .map(|(system, code)| format!("{} {code}", crate::engine::system_name(system)))
+                .map(|(system, code)| format!(
+                    "{} {code}",
+                    crate::knowledge::describe::system_name(system)
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

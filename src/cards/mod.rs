@@ -2,6 +2,8 @@
 //! citation), the source with the rule id as its topic, override reasons, and
 //! suggestions whose actions carry FHIR R4 resources for this patient.
 
+pub mod evidence;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -127,9 +129,9 @@ fn render_card(
 pub fn render_detail(finding: &Finding<'_>) -> String {
     let rule = finding.rule;
     let mut detail = String::from("**Why this card**\n\n");
-    for line in &finding.evidence {
+    for line in evidence::all_lines(&finding.evidence) {
         detail.push_str("- ");
-        detail.push_str(line);
+        detail.push_str(&line);
         detail.push('\n');
     }
     detail.push_str("\n**What to do**\n\n");
@@ -149,19 +151,34 @@ pub fn render_detail(finding: &Finding<'_>) -> String {
             ));
         }
     }
-    if !finding.data_issues.is_empty() {
-        detail.push_str("\n**Data that could not be used**\n\n");
-        for issue in &finding.data_issues {
-            detail.push_str("- ");
-            detail.push_str(issue);
-            detail.push('\n');
-        }
-    }
+    let unusable: Vec<String> = evidence::all_unusable_lines(&finding.evidence)
+        .into_iter()
+        .chain(finding.data_issues.iter().map(evidence::data_issue))
+        .collect();
+    push_block(&mut detail, "Data that could not be used", &unusable);
+    push_block(
+        &mut detail,
+        "Technical details",
+        &evidence::all_technical_lines(&finding.evidence),
+    );
     detail.push_str(&format!(
         "\n*Source: {}.* Rule `{}`.",
         rule.source.label, rule.id
     ));
     detail
+}
+
+/// A titled list, when there is anything to list.
+fn push_block(detail: &mut String, title: &str, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    detail.push_str(&format!("\n**{title}**\n\n"));
+    for line in lines {
+        detail.push_str("- ");
+        detail.push_str(line);
+        detail.push('\n');
+    }
 }
 
 fn render_actions(

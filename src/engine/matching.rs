@@ -4,23 +4,13 @@
 //! brand name, abbreviation) as a whole word in a product's display or text.
 //! It does not decide whether a medication is active; the engine does.
 
+use super::evidence::{Matched, MatchedBy};
 use crate::fhir::record::{Code, Concept};
+use crate::knowledge::describe::system_name;
 use crate::knowledge::valueset::{CodeMatch, DrugName, Product, ValueSet};
 
-/// Human names of the code systems, for evidence.
-pub fn system_name(system: &str) -> &str {
-    match system {
-        "http://snomed.info/sct" => "SNOMED CT",
-        "http://hl7.org/fhir/sid/icd-10-cm" => "ICD-10-CM",
-        "http://www.nlm.nih.gov/research/umls/rxnorm" => "RxNorm",
-        "http://www.whocc.no/atc" => "ATC",
-        "http://loinc.org" => "LOINC",
-        other => other,
-    }
-}
-
-/// How a concept matched a value set, in words for the evidence.
-pub fn match_concept(set: &ValueSet, concept: &Concept) -> Option<String> {
+/// How a concept matched a value set.
+pub fn match_concept(set: &ValueSet, concept: &Concept) -> Option<Matched> {
     concept
         .codings
         .iter()
@@ -32,82 +22,84 @@ pub fn match_concept(set: &ValueSet, concept: &Concept) -> Option<String> {
 pub struct MedicationMatch {
     /// The drug, for counting different drugs: the ingredient's name, or the class code.
     pub drug: String,
-    /// How it matched, in words for the evidence.
-    pub how: String,
+    /// How it matched.
+    pub how: Matched,
 }
 
-/// The coding as it reads in evidence: system, code and the display sent or,
-/// when none was sent, the value set's own (RxNorm) name for the code.
-fn coding_label(set: &ValueSet, coding: &Code) -> String {
-    let display = coding
+/// The display sent with the coding or, when none was sent, the value set's own (RxNorm)
+/// name for the code.
+fn display_of(set: &ValueSet, coding: &Code) -> Option<String> {
+    coding
         .display
         .as_deref()
-        .or_else(|| set.display(&coding.system, &coding.code));
-    match display {
-        Some(d) => format!("{} {} \"{d}\"", system_name(&coding.system), coding.code),
-        None => format!("{} {}", system_name(&coding.system), coding.code),
+        .or_else(|| set.display(&coding.system, &coding.code))
+        .map(str::to_owned)
+}
+
+fn direct(by: MatchedBy) -> Matched {
+    Matched {
+        by,
+        through_ingredient: false,
     }
 }
 
 /// One coding against the value set: the drug it names and how it matched.
 fn match_coding(set: &ValueSet, coding: &Code) -> Option<MedicationMatch> {
-    let label = coding_label(set, coding);
     match set.match_code(&coding.system, &coding.code)? {
         CodeMatch::Exact => Some(MedicationMatch {
             drug: set
                 .display(&coding.system, &coding.code)
                 .map(str::to_lowercase)
                 .unwrap_or_else(|| coding.code.clone()),
-            how: label,
+            how: direct(MatchedBy::Code {
+                system: coding.system.clone(),
+                code: coding.code.clone(),
+                display: display_of(set, coding),
+            }),
         }),
         CodeMatch::UnderClass(class) => Some(MedicationMatch {
             drug: class.clone(),
-            how: format!(
-                "{} {} (class {class})",
-                system_name(&coding.system),
-                coding.code
-            ),
+            how: direct(MatchedBy::Class {
+                system: coding.system.clone(),
+                code: coding.code.clone(),
+                class,
+            }),
         }),
-        CodeMatch::Product(product) => Some(product_match(&label, coding, &product)),
+        CodeMatch::Product(product) => Some(product_match(set, coding, &product)),
     }
 }
 
 /// A product-level code: the evidence names the kind of product and its ingredients.
-fn product_match(label: &str, coding: &Code, product: &Product) -> MedicationMatch {
-    let of = if product.ingredients.is_empty() {
-        String::new()
-    } else {
-        let quoted: Vec<String> = product
-            .ingredients
-            .iter()
-            .map(|i| format!("\"{i}\""))
-            .collect();
-        format!(" of {}", quoted.join(" and "))
-    };
+fn product_match(set: &ValueSet, coding: &Code, product: &Product) -> MedicationMatch {
     MedicationMatch {
         drug: product
             .ingredients
             .first()
             .cloned()
             .unwrap_or_else(|| coding.code.clone()),
-        how: format!("product code {label}, a {}{of}", product.kind.label()),
+        how: direct(MatchedBy::Product {
+            system: coding.system.clone(),
+            code: coding.code.clone(),
+            display: display_of(set, coding),
+            kind: product.kind,
+            ingredients: product.ingredients.clone(),
+        }),
     }
 }
 
 /// A name of the drug found in a display or text: the evidence says which kind of name.
-fn name_match(name: &DrugName, where_: &str, text: &str) -> MedicationMatch {
-    let stands_for = if name.written.to_lowercase() == name.ingredient {
-        String::new()
-    } else {
-        format!(" (\"{}\")", name.ingredient)
-    };
+fn name_match(name: &DrugName, place: &str, text: &str) -> MedicationMatch {
+    let ingredient =
+        (name.written.to_lowercase() != name.ingredient).then(|| name.ingredient.clone());
     MedicationMatch {
         drug: name.ingredient.clone(),
-        how: format!(
-            "{} \"{}\"{stands_for} in the {where_} \"{text}\"",
-            name.kind.label(),
-            name.written
-        ),
+        how: direct(MatchedBy::Name {
+            kind: name.kind,
+            written: name.written.clone(),
+            ingredient,
+            place: place.to_owned(),
+            text: text.to_owned(),
+        }),
     }
 }
 
@@ -119,14 +111,11 @@ pub fn match_medication(
     concept: &Concept,
     ingredients: &[Concept],
 ) -> Option<MedicationMatch> {
-    let candidates =
-        std::iter::once((concept, "")).chain(ingredients.iter().map(|i| (i, "ingredient ")));
-    for (candidate, prefix) in candidates {
-        if let Some(found) = candidate.codings.iter().find_map(|c| match_coding(set, c)) {
-            return Some(MedicationMatch {
-                how: format!("{prefix}{}", found.how),
-                ..found
-            });
+    let candidates = std::iter::once((concept, false)).chain(ingredients.iter().map(|i| (i, true)));
+    for (candidate, through_ingredient) in candidates {
+        if let Some(mut found) = candidate.codings.iter().find_map(|c| match_coding(set, c)) {
+            found.how.through_ingredient = through_ingredient;
+            return Some(found);
         }
     }
     let named = concept
@@ -145,9 +134,9 @@ pub fn match_medication(
                 .iter()
                 .filter_map(|i| i.text.as_deref().map(|t| (t, "ingredient text".to_owned()))),
         );
-    for (text, where_) in named {
+    for (text, place) in named {
         if let Some(name) = set.match_name(text) {
-            return Some(name_match(name, &where_, text));
+            return Some(name_match(name, &place, text));
         }
     }
     None
@@ -156,7 +145,7 @@ pub fn match_medication(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::knowledge::valueset::RXNORM;
+    use crate::knowledge::valueset::{NameKind, ProductKind, RXNORM};
 
     fn loop_diuretics() -> ValueSet {
         ValueSet::from_json(
@@ -198,8 +187,14 @@ mod tests {
             match_medication(&loop_diuretics(), &coded(RXNORM, "200809", None), &[]).unwrap();
         assert_eq!(found.drug, "furosemide");
         assert_eq!(
-            found.how,
-            "product code RxNorm 200809 \"furosemide 40 MG Oral Tablet [Lasix]\", a branded drug (SBD) of \"furosemide\""
+            found.how.by,
+            MatchedBy::Product {
+                system: RXNORM.into(),
+                code: "200809".into(),
+                display: Some("furosemide 40 MG Oral Tablet [Lasix]".into()),
+                kind: ProductKind::BrandedDrug,
+                ingredients: vec!["furosemide".into()],
+            }
         );
     }
 
@@ -209,8 +204,8 @@ mod tests {
             match_medication(&loop_diuretics(), &coded(RXNORM, "823982", None), &[]).unwrap();
         assert_eq!(found.drug, "hydrochlorothiazide");
         assert!(
-            found.how.contains("of \"hydrochlorothiazide\""),
-            "{}",
+            matches!(&found.how.by, MatchedBy::Product { ingredients, .. } if ingredients.contains(&"hydrochlorothiazide".to_owned())),
+            "{:?}",
             found.how
         );
     }
@@ -219,14 +214,28 @@ mod tests {
     fn an_ingredient_code_and_a_class_code_say_which_they_are() {
         let set = loop_diuretics();
         let by_ingredient = match_medication(&set, &coded(RXNORM, "4603", None), &[]).unwrap();
-        assert_eq!(by_ingredient.how, "RxNorm 4603 \"furosemide\"");
+        assert_eq!(
+            by_ingredient.how.by,
+            MatchedBy::Code {
+                system: RXNORM.into(),
+                code: "4603".into(),
+                display: Some("furosemide".into()),
+            }
+        );
         let by_class = match_medication(
             &set,
             &coded("http://www.whocc.no/atc", "C03CA01", None),
             &[],
         )
         .unwrap();
-        assert_eq!(by_class.how, "ATC C03CA01 (class C03C)");
+        assert_eq!(
+            by_class.how.by,
+            MatchedBy::Class {
+                system: "http://www.whocc.no/atc".into(),
+                code: "C03CA01".into(),
+                class: "C03C".into(),
+            }
+        );
         assert_eq!(by_class.drug, "C03C");
     }
 
@@ -235,8 +244,14 @@ mod tests {
         let found = match_medication(&loop_diuretics(), &text_only("Lasix 40mg tab"), &[]).unwrap();
         assert_eq!(found.drug, "furosemide");
         assert_eq!(
-            found.how,
-            "brand name \"Lasix\" (\"furosemide\") in the text \"Lasix 40mg tab\""
+            found.how.by,
+            MatchedBy::Name {
+                kind: NameKind::BrandName,
+                written: "Lasix".into(),
+                ingredient: Some("furosemide".into()),
+                place: "text".into(),
+                text: "Lasix 40mg tab".into(),
+            }
         );
     }
 
@@ -250,8 +265,9 @@ mod tests {
         let found = match_medication(&loop_diuretics(), &concept, &[]).unwrap();
         assert_eq!(found.drug, "hydrochlorothiazide");
         assert!(
-            found.how.starts_with("abbreviation \"HCTZ\" (\"hydrochlorothiazide\") in the https://ehr.example.org/drugs 77 display"),
-            "{}",
+            matches!(&found.how.by, MatchedBy::Name { kind: NameKind::Abbreviation, written, place, .. }
+                if written == "HCTZ" && place == "https://ehr.example.org/drugs 77 display"),
+            "{:?}",
             found.how
         );
     }
@@ -260,9 +276,17 @@ mod tests {
     fn an_ingredient_name_says_so_without_repeating_itself() {
         let found =
             match_medication(&loop_diuretics(), &text_only("Furosemide 40 mg"), &[]).unwrap();
-        assert_eq!(
-            found.how,
-            "ingredient name \"furosemide\" in the text \"Furosemide 40 mg\""
+        assert!(
+            matches!(
+                &found.how.by,
+                MatchedBy::Name {
+                    kind: NameKind::IngredientName,
+                    ingredient: None,
+                    ..
+                }
+            ),
+            "{:?}",
+            found.how
         );
     }
 

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::evidence::Evidence;
 use super::order::concept_of;
 use super::{Finding, PlannedSuggestion, Scope, matching};
 use crate::fhir::record::{ConditionEntry, PatientRecord};
@@ -37,6 +38,8 @@ pub struct Quieted {
     pub reason: SafetyReason,
     /// Why, for people.
     pub explanation: String,
+    /// What the exclusion found (for a `[[stay_quiet]]` exclusion).
+    pub evidence: Vec<Evidence>,
 }
 
 /// Whether a condition's verification status says it is not confirmed.
@@ -198,7 +201,7 @@ fn dose_not_givable(
                     return Some(format!(
                         "{} mg a dose cannot be given with {name}; change the order to a \
                          product of a strength that gives it",
-                        super::trim_number(dose.value)
+                        crate::knowledge::describe::trim_number(dose.value)
                     ));
                 }
             }
@@ -353,47 +356,12 @@ pub(super) fn withhold_repeated_orders(findings: &mut [Finding<'_>], record: &Pa
 
 #[cfg(test)]
 mod tests {
-    use chrono::{NaiveDate, TimeZone, Utc};
+    use chrono::NaiveDate;
 
-    use crate::engine::{Engine, Evaluation};
-    use crate::fhir::dose::DailyDose;
-    use crate::fhir::record::{Code, Concept, DraftOrder, PatientRecord};
-    use crate::hooks::Hook;
+    use crate::engine::Evaluation;
+    use crate::engine::test_support::{draft, evaluate, knowledge};
+    use crate::fhir::record::PatientRecord;
     use crate::knowledge::rule::SafetyReason;
-    use crate::knowledge::{Knowledge, KnowledgeSource};
-
-    fn knowledge() -> Knowledge {
-        Knowledge::load(&KnowledgeSource::BuiltIn).expect("the shipped knowledge loads")
-    }
-
-    fn draft(name: &str, mg_per_day: f64, route: serde_json::Value) -> DraftOrder {
-        DraftOrder {
-            reference: "MedicationRequest/draft".into(),
-            resource_type: "MedicationRequest".into(),
-            concept: Concept {
-                codings: vec![Code {
-                    system: "http://www.nlm.nih.gov/research/umls/rxnorm".into(),
-                    code: "0".into(),
-                    display: Some(name.into()),
-                }],
-                text: None,
-            },
-            ingredients: Vec::new(),
-            unresolved: false,
-            in_scope: true,
-            resource: serde_json::json!({"resourceType": "MedicationRequest",
-                "dosageInstruction": [{"route": route}]}),
-            daily_dose: Ok(DailyDose {
-                mg_per_day,
-                working: "test".into(),
-            }),
-        }
-    }
-
-    fn evaluate<'k>(knowledge: &'k Knowledge, record: &PatientRecord) -> Evaluation<'k> {
-        let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
-        Engine::new(knowledge).evaluate(record, Hook::OrderSign, now)
-    }
 
     fn gabapentin_900_for(birth_date: Option<NaiveDate>) -> PatientRecord {
         let mut record = PatientRecord::new("p");

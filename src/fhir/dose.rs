@@ -3,8 +3,10 @@
 //! a day (`timing.repeat` frequency and period, or `timing.code` such as BID).
 //! A dose counted in units of the product (tablet, capsule, `{pill}`) is
 //! multiplied by the strength in the product's name ("Baclofen 10 MG Oral
-//! Tablet" gives 10 mg a unit). When the dose cannot be computed, the reason
-//! is returned instead of a guess.
+//! Tablet" gives 10 mg a unit), and a dose in millilitres by the concentration
+//! in the name ("gabapentin 50 MG/ML Oral Solution", "250 MG/5 ML", "250 MG in
+//! 5 ML"). When the dose cannot be computed, the reason is returned instead of
+//! a guess.
 
 use serde_json::Value;
 
@@ -115,6 +117,21 @@ fn instruction_dose(instruction: &Value, name: Option<&str>) -> Result<(f64, Str
                 format!("{} x {} mg ({name})", trim(value), trim(strength)),
             )
         }
+        unit if unit.eq_ignore_ascii_case("ml") => {
+            let name =
+                name.ok_or("the dose is in mL, and the product has no name to give its strength")?;
+            let concentration = concentration_mg_per_ml(name).ok_or_else(|| {
+                format!("the dose is in mL, and no single concentration in mg per mL is in its name \"{name}\"")
+            })?;
+            (
+                value * concentration,
+                format!(
+                    "{} mL x {} mg/mL ({name})",
+                    trim(value),
+                    trim(concentration)
+                ),
+            )
+        }
         "" => return Err("the dose has no unit".to_owned()),
         other => {
             return Err(format!(
@@ -198,6 +215,38 @@ pub fn strength_mg(name: &str) -> Option<f64> {
     }
 }
 
+/// The single concentration in mg per mL written in a product name: "50 MG/ML",
+/// "250 MG/5ML", "250 MG/5 ML" or "250 MG in 5 ML" (→ 50). `None` when there is none or
+/// more than one (a combination product).
+pub fn concentration_mg_per_ml(name: &str) -> Option<f64> {
+    let words: Vec<String> = name.split_whitespace().map(str::to_lowercase).collect();
+    let number = |word: &str| word.parse::<f64>().ok().filter(|n| *n > 0.0);
+    let mut found = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        let Some(mg) = number(word) else { continue };
+        let next = |k: usize| words.get(i + k).map(String::as_str);
+        let per_ml = match (next(1), next(2), next(3), next(4)) {
+            (Some("mg/ml"), ..) => Some(1.0),
+            (Some("mg"), Some("in"), Some(volume), Some("ml")) => number(volume),
+            (Some(unit), following, ..) => unit.strip_prefix("mg/").and_then(|volume| match volume
+                .strip_suffix("ml")
+            {
+                Some(v) if !v.is_empty() => number(v),
+                _ if following == Some("ml") => number(volume),
+                _ => None,
+            }),
+            _ => None,
+        };
+        if let Some(volume) = per_ml {
+            found.push(mg / volume);
+        }
+    }
+    match found.as_slice() {
+        [single] => Some(*single),
+        _ => None,
+    }
+}
+
 fn trim(value: f64) -> String {
     let text = format!("{value:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -263,5 +312,50 @@ mod tests {
     fn a_missing_timing_is_said_not_guessed() {
         let request = order(json!({"value": 10, "unit": "mg"}), Value::Null, "x");
         assert!(daily_dose(&request).unwrap_err().contains("no timing"));
+    }
+
+    #[test]
+    fn a_dose_in_millilitres_is_converted_with_the_concentration_in_the_name() {
+        let request = order(
+            json!({"value": 6, "unit": "mL"}),
+            json!({"code": {"coding": [{"code": "TID"}]}}),
+            "gabapentin 50 MG/ML Oral Solution",
+        );
+        let dose = daily_dose(&request).unwrap();
+        assert_eq!(dose.mg_per_day, 900.0);
+        assert!(dose.working.contains("6 mL x 50 mg/mL"), "{}", dose.working);
+    }
+
+    #[test]
+    fn every_way_of_writing_a_concentration_is_read() {
+        for name in [
+            "gabapentin 50 MG/ML Oral Solution",
+            "gabapentin 250 MG/5ML Oral Solution",
+            "gabapentin 250 MG/5 ML Oral Solution",
+            "gabapentin 250 mg in 5 mL oral solution",
+        ] {
+            assert_eq!(concentration_mg_per_ml(name), Some(50.0), "{name}");
+        }
+        for name in [
+            "gabapentin 300 MG Oral Capsule",
+            "gabapentin oral solution",
+            "codeine 2 MG/ML / guaifenesin 20 MG/ML Oral Solution",
+        ] {
+            assert_eq!(concentration_mg_per_ml(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_dose_in_millilitres_without_a_concentration_is_said_not_guessed() {
+        let request = order(
+            json!({"value": 5, "code": "mL"}),
+            json!({"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}}),
+            "Baclofen Oral Suspension",
+        );
+        assert!(
+            daily_dose(&request)
+                .unwrap_err()
+                .contains("no single concentration")
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod analyte;
 pub mod criteria;
+pub mod describe;
 pub mod diagnostic;
 pub mod keys;
 pub mod rule;

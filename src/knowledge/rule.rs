@@ -83,6 +83,10 @@ pub enum SafetyReason {
     /// The new dose cannot be given with the product the order names (its strength, or an
     /// extended-release form taken on another schedule).
     Product,
+    /// A result it depends on is reported only as a bound ("<0.6") that may be on either side
+    /// of the limit. Set by the engine, not written in rule files.
+    #[serde(rename = "inconclusive-result")]
+    Inconclusive,
 }
 
 impl SafetyReason {
@@ -98,6 +102,7 @@ impl SafetyReason {
             SafetyReason::Duplicate => "duplicate",
             SafetyReason::WithdrawalRisk => "withdrawal-risk",
             SafetyReason::Product => "product",
+            SafetyReason::Inconclusive => "inconclusive-result",
         }
     }
 }

@@ -12,13 +12,17 @@
 //! 1.70 and is below it.
 //! A `valueQuantity.comparator` bounds the true value on one side: "<0.5" is
 //! below 0.50, ">=3.6" is not below 3.5, and "<4.0" cannot be said to be below
-//! 3.5 (inconclusive: the criterion does not match, and the evidence says why).
+//! 3.5: the criterion is undecided (`Outcome::inconclusive`), so neither it nor
+//! its `not` matches, and the evidence says why.
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::Outcome;
-use crate::fhir::record::{Measured, ObservationEntry, PatientRecord};
-use crate::knowledge::Knowledge;
+use super::super::evidence::{
+    Amount, Decision, Direction, Evidence, Fact, LabReading, Unusable, UnusableReason,
+};
+use super::super::{Outcome, Scope};
+use super::EvalError;
+use crate::fhir::record::{Measured, ObservationEntry};
 use crate::knowledge::analyte::Analyte;
 use crate::knowledge::criteria::{LabCriterion, LabTest};
 
@@ -29,34 +33,38 @@ struct UsableResult<'a> {
 }
 
 /// Evaluates a lab criterion.
-pub fn evaluate(
-    criterion: &LabCriterion,
-    knowledge: &Knowledge,
-    record: &PatientRecord,
-    now: DateTime<Utc>,
-) -> Outcome {
-    let analyte = &knowledge.analytes[criterion.analyte];
-    let (mut results, mut unusable) = usable_results(criterion, knowledge, record, now);
+pub fn evaluate(criterion: &LabCriterion, scope: &Scope<'_>) -> Result<Outcome, EvalError> {
+    let analyte =
+        scope
+            .knowledge
+            .analytes
+            .get(criterion.analyte)
+            .ok_or(EvalError::MissingKnowledge {
+                kind: "analyte",
+                index: criterion.analyte,
+            })?;
+    let (mut results, mut unusable) = usable_results(criterion, analyte, scope)?;
     results.sort_by_key(|r| std::cmp::Reverse(r.time));
+    let mut undecided = Vec::new();
     let (matched, mut evidence) = match &criterion.test {
         LabTest::Missing => match results.first() {
-            None => {
-                let window = match criterion.within_days {
-                    Some(days) => format!("in the last {days} days"),
-                    None => "on record".to_owned(),
-                };
-                (
-                    true,
-                    vec![format!(
-                        "No usable {} result {window}",
-                        super::lower_first(&analyte.display)
-                    )],
-                )
-            }
+            None => (
+                true,
+                vec![Fact::NoResult {
+                    analyte: analyte.display.clone(),
+                    within_days: criterion.within_days,
+                }],
+            ),
             Some(_) => (false, Vec::new()),
         },
         LabTest::Present => match results.first() {
-            Some(latest) => (true, vec![describe(analyte, latest, "")]),
+            Some(latest) => (
+                true,
+                vec![Fact::LabResult {
+                    result: reading(analyte, latest),
+                    decided_by: None,
+                }],
+            ),
             None => (false, Vec::new()),
         },
         LabTest::Below(threshold) | LabTest::Above(threshold) => {
@@ -73,12 +81,15 @@ pub fn evaluate(
             let mut found = (false, Vec::new());
             for result in candidates {
                 match compare(analyte, result, *threshold, criterion.lab_range, direction) {
-                    Comparison::Matched(evidence) => {
-                        found = (true, evidence);
+                    Comparison::Matched(fact) => {
+                        found = (true, vec![fact]);
                         break;
                     }
                     Comparison::NotMatched => {}
-                    Comparison::Inconclusive(why) => unusable.push(why),
+                    Comparison::Inconclusive(why) => {
+                        undecided.push(Evidence::from(Fact::UnusableResult(why.clone())));
+                        unusable.push(why);
+                    }
                 }
             }
             found
@@ -89,24 +100,28 @@ pub fn evaluate(
         } => find_fall(analyte, &results, *amount, *within_hours, &mut unusable),
     };
     if matched {
-        evidence.extend(unusable);
+        evidence.extend(unusable.into_iter().map(Fact::UnusableResult));
     }
-    Outcome::leaf(matched, evidence)
+    let mut outcome = Outcome::leaf(matched, evidence.into_iter().map(Evidence::from).collect());
+    if !matched {
+        outcome.inconclusive = undecided;
+    }
+    Ok(outcome)
 }
 
 /// The results of the analyte in the window that can be compared, and why the others cannot.
 fn usable_results<'r>(
     criterion: &LabCriterion,
-    knowledge: &Knowledge,
-    record: &'r PatientRecord,
-    now: DateTime<Utc>,
-) -> (Vec<UsableResult<'r>>, Vec<String>) {
-    let analyte = &knowledge.analytes[criterion.analyte];
-    let set = &knowledge.valuesets[analyte.valueset];
-    let window_start = criterion.within_days.map(|days| now - Duration::days(days));
+    analyte: &Analyte,
+    scope: &Scope<'r>,
+) -> Result<(Vec<UsableResult<'r>>, Vec<Unusable>), EvalError> {
+    let set = super::valueset(scope, analyte.valueset)?;
+    let window_start = criterion
+        .within_days
+        .map(|days| scope.now - Duration::days(days));
     let mut usable = Vec::new();
     let mut unusable = Vec::new();
-    for observation in &record.observations {
+    for observation in &scope.record.observations {
         if !observation
             .code
             .codings
@@ -116,39 +131,49 @@ fn usable_results<'r>(
         {
             continue;
         }
-        let name = format!("{} result {}", analyte.display, observation.reference);
+        let not_used = |reason| Unusable {
+            analyte: analyte.display.clone(),
+            reference: observation.reference.clone(),
+            reason,
+        };
         if let Some(problem) = &observation.unreadable {
-            unusable.push(format!("{name} was not used: {problem}"));
+            unusable.push(not_used(UnusableReason::Unreadable(problem.clone())));
             continue;
         }
         let Some(time) = observation.time else {
-            unusable.push(format!(
-                "{name} was not used: it has no effective time or issued time"
-            ));
+            unusable.push(not_used(UnusableReason::NoTime));
             continue;
         };
         if window_start.is_some_and(|start| time < start) {
             continue;
         }
         let Some(value) = &observation.value else {
-            unusable.push(format!("{name} was not used: it has no valueQuantity"));
+            unusable.push(not_used(UnusableReason::NoValue));
             continue;
         };
         let unit = value.unit.as_deref().unwrap_or("");
         let Some(canonical) = analyte.to_canonical(value.value, unit) else {
-            unusable.push(format!(
-                "{name} ({} {unit}) was not used: the unit '{unit}' cannot be converted to {}",
-                value.value, analyte.display_unit
-            ));
+            unusable.push(not_used(UnusableReason::Unit {
+                value: value.value,
+                unit: unit.to_owned(),
+                wanted: analyte.display_unit.clone(),
+            }));
             continue;
         };
+        if !canonical.is_finite() {
+            return Err(EvalError::NotFinite {
+                what: format!("the {} value", analyte.display.to_lowercase()),
+                reference: observation.reference.clone(),
+                value: canonical,
+            });
+        }
         usable.push(UsableResult {
             observation,
             time,
             canonical,
         });
     }
-    (usable, unusable)
+    Ok((usable, unusable))
 }
 
 /// A fall that ends at the newest result: an earlier result at most `within_hours` before the
@@ -160,16 +185,19 @@ fn find_fall(
     results: &[UsableResult<'_>],
     amount: f64,
     within_hours: i64,
-    unusable: &mut Vec<String>,
-) -> (bool, Vec<String>) {
+    unusable: &mut Vec<Unusable>,
+) -> (bool, Vec<Fact>) {
     let Some(newest) = results.first() else {
         return (false, Vec::new());
     };
     if has_comparator(newest) {
-        unusable.push(format!(
-            "{} was not used to measure a fall: it gives only a bound, not a value",
-            describe(analyte, newest, "")
-        ));
+        unusable.push(Unusable {
+            analyte: analyte.display.clone(),
+            reference: newest.observation.reference.clone(),
+            reason: UnusableReason::BoundForFall {
+                result: reading(analyte, newest),
+            },
+        });
         return (false, Vec::new());
     }
     for earlier in &results[1..] {
@@ -184,14 +212,12 @@ fn find_fall(
             let hours = (newest.time - earlier.time).num_minutes() as f64 / 60.0;
             return (
                 true,
-                vec![
-                    describe(analyte, earlier, ""),
-                    describe(
-                        analyte,
-                        newest,
-                        &format!(", a fall of {} in {hours:.0} hours", analyte.format(fall)),
-                    ),
-                ],
+                vec![Fact::LabFall {
+                    earlier: reading(analyte, earlier),
+                    newest: reading(analyte, newest),
+                    fall: amount_of(analyte, fall),
+                    hours,
+                }],
             );
         }
     }
@@ -206,20 +232,14 @@ fn has_comparator(result: &UsableResult<'_>) -> bool {
         .is_some_and(|v| v.comparator.is_some())
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Direction {
-    Below,
-    Above,
-}
-
 /// Whether a result is on the tested side of a limit.
 enum Comparison {
-    /// It is, with its evidence line.
-    Matched(Vec<String>),
+    /// It is, with its evidence.
+    Matched(Fact),
     /// It is not.
     NotMatched,
-    /// Its comparator leaves both sides possible; the line says so.
-    Inconclusive(String),
+    /// Its comparator leaves both sides possible.
+    Inconclusive(Unusable),
 }
 
 /// Where a reported value lies relative to a limit in the same unit.
@@ -303,7 +323,7 @@ fn decimals_of(value: f64) -> i32 {
 /// units agree, else converted and rounded like a threshold.
 fn range_limit_in_unit(analyte: &Analyte, limit: &Measured, unit: &str, value: f64) -> Option<f64> {
     let limit_unit = limit.unit.as_deref().unwrap_or("");
-    if limit_unit.trim() == unit.trim() {
+    if limit_unit.trim().eq_ignore_ascii_case(unit.trim()) {
         return Some(limit.value);
     }
     let canonical = analyte.to_canonical(limit.value, limit_unit)?;
@@ -322,10 +342,6 @@ fn compare(
         return Comparison::NotMatched;
     };
     let unit = value.unit.as_deref().unwrap_or("");
-    let word = match direction {
-        Direction::Below => "below",
-        Direction::Above => "above",
-    };
     let range_limit = match direction {
         Direction::Below => observation.range_low.as_ref(),
         Direction::Above => observation.range_high.as_ref(),
@@ -337,12 +353,12 @@ fn compare(
             canonical,
         ))
     });
-    let (limit, why) = if lab_range && let Some((limit, canonical)) = range_limit {
-        let why = format!(
-            "{word} the laboratory's reference limit of {}",
-            analyte.format(canonical)
-        );
-        (limit, why)
+    let (limit, decision) = if lab_range && let Some((limit, canonical)) = range_limit {
+        let decision = Decision::LabLimit {
+            direction,
+            limit: amount_of(analyte, canonical),
+        };
+        (limit, decision)
     } else {
         if lab_range && let Some(flagged) = compare_flags(analyte, result, direction) {
             return flagged;
@@ -350,18 +366,26 @@ fn compare(
         let Some(limit) = limit_in_unit(analyte, threshold, unit, value.value) else {
             return Comparison::NotMatched;
         };
-        (
-            limit,
-            format!("{word} the threshold of {}", analyte.format(threshold)),
-        )
+        let decision = Decision::Threshold {
+            direction,
+            limit: amount_of(analyte, threshold),
+        };
+        (limit, decision)
     };
     match side_of(value.value, value.comparator.as_deref(), limit, direction) {
-        Side::Beyond => Comparison::Matched(vec![describe(analyte, result, &format!(", {why}"))]),
+        Side::Beyond => Comparison::Matched(Fact::LabResult {
+            result: reading(analyte, result),
+            decided_by: Some(decision),
+        }),
         Side::NotBeyond => Comparison::NotMatched,
-        Side::Unknown => Comparison::Inconclusive(format!(
-            "{} was not counted as {why}: the laboratory reported a bound, so it may be on either side",
-            describe(analyte, result, "")
-        )),
+        Side::Unknown => Comparison::Inconclusive(Unusable {
+            analyte: analyte.display.clone(),
+            reference: observation.reference.clone(),
+            reason: UnusableReason::Inconclusive {
+                result: reading(analyte, result),
+                decision,
+            },
+        }),
     }
 }
 
@@ -372,70 +396,62 @@ fn compare_flags(
     result: &UsableResult<'_>,
     direction: Direction,
 ) -> Option<Comparison> {
-    let flags: Vec<&str> = result
+    let flags: Vec<String> = result
         .observation
         .interpretation
         .iter()
-        .map(String::as_str)
-        .filter(|c| matches!(*c, "L" | "LL" | "H" | "HH" | "N"))
+        .filter(|c| matches!(c.as_str(), "L" | "LL" | "H" | "HH" | "N"))
+        .cloned()
         .collect();
     if flags.is_empty() {
         return None;
     }
     let matched = flags.iter().any(|f| match direction {
-        Direction::Below => matches!(*f, "L" | "LL"),
-        Direction::Above => matches!(*f, "H" | "HH"),
+        Direction::Below => matches!(f.as_str(), "L" | "LL"),
+        Direction::Above => matches!(f.as_str(), "H" | "HH"),
     });
     if !matched {
         return Some(Comparison::NotMatched);
     }
-    let why = format!(", flagged {} by the laboratory", flags.join("/"));
-    Some(Comparison::Matched(vec![describe(analyte, result, &why)]))
+    Some(Comparison::Matched(Fact::LabResult {
+        result: reading(analyte, result),
+        decided_by: Some(Decision::Flags(flags)),
+    }))
 }
 
-fn describe(analyte: &Analyte, result: &UsableResult<'_>, why: &str) -> String {
+/// A canonical value of the analyte as an [`Amount`].
+fn amount_of(analyte: &Analyte, value: f64) -> Amount {
+    Amount {
+        value,
+        unit: analyte.display_unit.clone(),
+        decimals: analyte.decimals,
+    }
+}
+
+/// The result as evidence: as reported and as compared.
+fn reading(analyte: &Analyte, result: &UsableResult<'_>) -> LabReading {
     let observation = result.observation;
-    let value = observation.value.as_ref();
-    let comparator = value.and_then(|v| v.comparator.as_deref()).unwrap_or("");
-    let reported = value
-        .map(|v| {
-            format!(
-                "{comparator}{} {}",
-                v.value,
-                v.unit.as_deref().unwrap_or("")
-            )
-        })
-        .unwrap_or_default();
-    let canonical = analyte.format(result.canonical);
-    let same_unit = value.and_then(|v| v.unit.as_deref()) == Some(analyte.canonical_unit.as_str());
-    let shown = if same_unit && comparator.is_empty() {
-        format!("**{canonical}**")
-    } else {
-        format!(
-            "**{comparator}{canonical}** (reported as {})",
-            reported.trim()
-        )
-    };
-    let preliminary = if observation.is_preliminary() {
-        " (preliminary result)"
-    } else {
-        ""
-    };
-    let codes: Vec<String> = observation
-        .code
-        .codings
-        .iter()
-        .filter(|c| c.system == "http://loinc.org")
-        .map(|c| format!("LOINC {}", c.code))
-        .collect();
-    format!(
-        "{} {shown}{preliminary} on {}{why} ({}{}{})",
-        analyte.display,
-        result.time.format("%Y-%m-%d"),
-        codes.join(", "),
-        if codes.is_empty() { "" } else { "; " },
-        observation.reference
-    )
+    let reported: Option<Measured> = observation.value.clone();
+    let in_canonical_unit = reported
+        .as_ref()
+        .and_then(|v| v.unit.as_deref())
+        .is_some_and(|u| u.trim().eq_ignore_ascii_case(&analyte.canonical_unit));
+    LabReading {
+        analyte: analyte.display.clone(),
+        reference: observation.reference.clone(),
+        loinc: observation
+            .code
+            .codings
+            .iter()
+            .filter(|c| c.system == "http://loinc.org")
+            .map(|c| c.code.clone())
+            .collect(),
+        time: result.time,
+        reported,
+        canonical: amount_of(analyte, result.canonical),
+        in_canonical_unit,
+        preliminary: observation.is_preliminary(),
+    }
 }
 
 #[cfg(test)]

@@ -55,7 +55,11 @@ pub fn catalog_markdown(knowledge: &Knowledge) -> String {
                 .join(", ")
         );
     }
-    out.push_str("\n## Units\n\n| analyte | compared in | accepted units |\n|---|---|---|\n");
+    out.push_str(
+        "\n## Units\n\nUnits are matched ignoring case, spaces and the micro sign (`mmol/L`, \
+         `MMOL/L` and `mmol/l` are one unit).\n\n\
+         | analyte | compared in | accepted units |\n|---|---|---|\n",
+    );
     for analyte in &knowledge.analytes {
         let _ = writeln!(
             out,
@@ -127,62 +131,70 @@ pub fn rule_markdown(rule: &Rule, knowledge: &Knowledge) -> String {
             note.text.trim()
         );
     }
-    if !rule.suggestions.is_empty() {
-        let behavior = match rule.selection_behavior {
-            Some(crate::knowledge::rule::SelectionBehavior::AtMostOne) => " (choose at most one)",
-            _ => "",
-        };
-        let _ = writeln!(out, "Suggestions{behavior}:\n");
-        for suggestion in &rule.suggestions {
-            let mut conditions = Vec::new();
-            if let Some(when) = &suggestion.when {
-                conditions.push(format!("offered when {}", describe(when, knowledge)));
-            }
-            if let Some(unless) = &suggestion.unless {
-                let why = suggestion
-                    .unless_reason
-                    .as_ref()
-                    .map(|(reason, explanation)| {
-                        format!(" (safety reason `{}`: {explanation})", reason.as_str())
-                    })
-                    .unwrap_or_default();
-                conditions.push(format!(
-                    "not offered when {}{why}",
-                    describe(unless, knowledge)
-                ));
-            }
-            let actions: Vec<String> = suggestion
-                .actions
-                .iter()
-                .map(|a| {
-                    let kind = match a.action_type {
-                        ActionType::Create => "create",
-                        ActionType::Update => "update the order",
-                        ActionType::Delete => "delete the order",
-                    };
-                    format!("{kind}: {}", a.description)
-                })
-                .collect();
-            let recommended = if suggestion.is_recommended {
-                " (recommended)"
-            } else {
-                ""
-            };
-            let conditions = if conditions.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", conditions.join("; "))
-            };
-            let _ = writeln!(
-                out,
-                "- {}{recommended}{conditions}: {}",
-                suggestion.label,
-                actions.join("; ")
-            );
-        }
-        out.push('\n');
-    }
+    out.push_str(&suggestions_markdown(rule, knowledge));
     let _ = writeln!(out, "Defined in `cds-hooks/{}`.", rule.file);
+    out
+}
+
+/// The suggestions of a rule as a list, with when each is offered; empty without any.
+fn suggestions_markdown(rule: &Rule, knowledge: &Knowledge) -> String {
+    let mut out = String::new();
+    if rule.suggestions.is_empty() {
+        return out;
+    }
+    let behavior = match rule.selection_behavior {
+        Some(crate::knowledge::rule::SelectionBehavior::AtMostOne) => " (choose at most one)",
+        _ => "",
+    };
+    let _ = writeln!(out, "Suggestions{behavior}:\n");
+    for suggestion in &rule.suggestions {
+        let mut conditions = Vec::new();
+        if let Some(when) = &suggestion.when {
+            conditions.push(format!("offered when {}", describe(when, knowledge)));
+        }
+        if let Some(unless) = &suggestion.unless {
+            let why = suggestion
+                .unless_reason
+                .as_ref()
+                .map(|(reason, explanation)| {
+                    format!(" (safety reason `{}`: {explanation})", reason.as_str())
+                })
+                .unwrap_or_default();
+            conditions.push(format!(
+                "not offered when {}{why}",
+                describe(unless, knowledge)
+            ));
+        }
+        let actions: Vec<String> = suggestion
+            .actions
+            .iter()
+            .map(|a| {
+                let kind = match a.action_type {
+                    ActionType::Create => "create",
+                    ActionType::Update => "update the order",
+                    ActionType::Delete => "delete the order",
+                };
+                format!("{kind}: {}", a.description)
+            })
+            .collect();
+        let recommended = if suggestion.is_recommended {
+            " (recommended)"
+        } else {
+            ""
+        };
+        let conditions = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", conditions.join("; "))
+        };
+        let _ = writeln!(
+            out,
+            "- {}{recommended}{conditions}: {}",
+            suggestion.label,
+            actions.join("; ")
+        );
+    }
+    out.push('\n');
     out
 }
 

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::diagnostic::{Diagnostic, NameKind, Problem, join, nearest};
+use super::keys::{Schema, Shape, fields_of, leaves};
 use crate::hooks::Hook;
 
 /// A validated criterion.
@@ -344,12 +346,171 @@ pub trait CriterionScope {
     fn threshold(&self, analyte: usize, value: f64, unit: &str) -> Option<f64>;
     /// A named criterion by name.
     fn named(&self, name: &str) -> Option<Arc<NamedCriterion>>;
+    /// Every value set id, for suggesting the nearest one to an unknown id.
+    fn valueset_ids(&self) -> Vec<&str> {
+        Vec::new()
+    }
+    /// Every analyte id, for suggestions.
+    fn analyte_ids(&self) -> Vec<&str> {
+        Vec::new()
+    }
+    /// The units an analyte lists, for suggestions.
+    fn analyte_units(&self, _analyte: usize) -> Vec<&str> {
+        Vec::new()
+    }
+    /// Every named criterion, for suggestions.
+    fn named_ids(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
+/// Where a criterion is being validated: its key path, and the hooks of the rule it belongs
+/// to (`None` in `definitions.toml`, whose criteria serve rules of any hook).
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    /// The key path, e.g. `when.all[1]`.
+    pub path: &'a str,
+    /// The hooks the rule runs on.
+    pub hooks: Option<&'a [Hook]>,
+}
+
+impl<'a> Place<'a> {
+    /// A place in a rule that runs on `hooks`.
+    pub fn in_rule(path: &'a str, hooks: &'a [Hook]) -> Self {
+        Place {
+            path,
+            hooks: Some(hooks),
+        }
+    }
+
+    /// A place in `definitions.toml`.
+    pub fn in_definitions(path: &'a str) -> Self {
+        Place { path, hooks: None }
+    }
+
+    fn error(&self, key: &str, problem: impl Into<Problem>) -> Diagnostic {
+        Diagnostic::at(join(self.path, key), problem)
+    }
+}
+
+/// The keys of a criterion, for the loader's key check and the language reference.
+pub const CRITERION_SCHEMA: Schema = Schema {
+    name: "a criterion",
+    keys: fields_of::<RawCriterion>,
+    child: criterion_child,
+};
+
+fn criterion_child(key: &str) -> Shape {
+    const CONDITION: Schema = Schema {
+        name: "a condition criterion",
+        keys: fields_of::<RawConditionCriterion>,
+        child: condition_child,
+    };
+    const MEDICATION: Schema = Schema {
+        name: "a medication criterion",
+        keys: fields_of::<RawMedicationCriterion>,
+        child: leaves,
+    };
+    const DRAFT_ORDER: Schema = Schema {
+        name: "a draft_order criterion",
+        keys: fields_of::<RawDraftOrderCriterion>,
+        child: draft_order_child,
+    };
+    const LAB: Schema = Schema {
+        name: "a lab criterion",
+        keys: fields_of::<RawLabCriterion>,
+        child: lab_child,
+    };
+    const AGE: Schema = Schema {
+        name: "an age criterion",
+        keys: fields_of::<RawAgeCriterion>,
+        child: leaves,
+    };
+    match key {
+        "all" | "any" => Shape::Tables(CRITERION_SCHEMA),
+        "not" => Shape::Table(CRITERION_SCHEMA),
+        "condition" => Shape::Table(CONDITION),
+        "medication" => Shape::Table(MEDICATION),
+        "draft_order" => Shape::Table(DRAFT_ORDER),
+        "lab" => Shape::Table(LAB),
+        "age" => Shape::Table(AGE),
+        _ => Shape::Value,
+    }
+}
+
+fn condition_child(key: &str) -> Shape {
+    const BODY_SITE: Schema = Schema {
+        name: "a condition's body_site",
+        keys: fields_of::<RawBodySiteTest>,
+        child: leaves,
+    };
+    match key {
+        "body_site" => Shape::Table(BODY_SITE),
+        _ => Shape::Value,
+    }
+}
+
+const THRESHOLD: Schema = Schema {
+    name: "a threshold",
+    keys: fields_of::<RawThreshold>,
+    child: leaves,
+};
+
+fn draft_order_child(key: &str) -> Shape {
+    match key {
+        "daily_dose_above" => Shape::Table(THRESHOLD),
+        _ => Shape::Value,
+    }
+}
+
+fn lab_child(key: &str) -> Shape {
+    const FALL: Schema = Schema {
+        name: "a lab fall",
+        keys: fields_of::<RawFall>,
+        child: leaves,
+    };
+    match key {
+        "below" | "above" => Shape::Table(THRESHOLD),
+        "fall" => Shape::Table(FALL),
+        _ => Shape::Value,
+    }
+}
+
+/// The hooks a rule file may name, for suggestions.
+const HOOK_NAMES: [&str; 3] = ["patient-view", "order-select", "order-sign"];
+
+/// Parses hook names; an unknown one is named with the nearest hook.
+pub fn parse_hooks(names: &[String], path: &str) -> Result<Vec<Hook>, Diagnostic> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            name.parse::<Hook>().map_err(|_| {
+                Diagnostic::at(
+                    format!("{path}[{i}]"),
+                    Problem::Unknown {
+                        kind: NameKind::Hook,
+                        name: name.clone(),
+                        suggestion: nearest(name, HOOK_NAMES),
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+fn hook_list(hooks: &[Hook]) -> String {
+    hooks
+        .iter()
+        .map(|h| h.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl RawCriterion {
-    /// Validates the criterion. The error names the part that is wrong.
-    pub fn validate(self, scope: &dyn CriterionScope) -> Result<Criterion, String> {
-        let set: Vec<&str> = [
+    /// The kind keys that are set (exactly one in a valid criterion).
+    fn kinds(&self) -> Vec<&'static str> {
+        [
             ("all", self.all.is_some()),
             ("any", self.any.is_some()),
             ("not", self.not.is_some()),
@@ -363,180 +524,313 @@ impl RawCriterion {
         ]
         .into_iter()
         .filter_map(|(name, present)| present.then_some(name))
-        .collect();
-        match set.len() {
+        .collect()
+    }
+
+    /// Validates the criterion found at `place`. The error names the key path of the part
+    /// that is wrong and, for an unknown name, the nearest known one.
+    pub fn validate(
+        self,
+        scope: &dyn CriterionScope,
+        place: Place<'_>,
+    ) -> Result<Criterion, Diagnostic> {
+        let kinds = self.kinds();
+        match kinds.len() {
             1 => {}
-            0 => return Err("a criterion needs one of all, any, not, hook, condition, medication, draft_order, lab, age or ref".into()),
-            _ => return Err(format!("a criterion has exactly one kind, found {}", set.join(" and "))),
+            0 => {
+                return Err(Diagnostic::at(
+                    place.path,
+                    "a criterion needs one of all, any, not, hook, condition, medication, draft_order, lab, age or ref",
+                ));
+            }
+            _ => {
+                return Err(Diagnostic::at(
+                    place.path,
+                    format!(
+                        "a criterion has exactly one kind, found {}",
+                        kinds.join(" and ")
+                    ),
+                ));
+            }
         }
-        let valueset = |id: &str| {
-            scope
-                .valueset(id)
-                .ok_or_else(|| format!("unknown value set '{id}'"))
+        let valueset = |id: &str, key: &str| {
+            scope.valueset(id).ok_or_else(|| {
+                Diagnostic::at(
+                    join(place.path, key),
+                    Problem::Unknown {
+                        kind: NameKind::ValueSet,
+                        name: id.to_owned(),
+                        suggestion: nearest(id, scope.valueset_ids()),
+                    },
+                )
+            })
         };
         if let Some(children) = self.all {
-            return Ok(Criterion::All(validate_children(children, scope, "all")?));
+            return validate_children(children, scope, place, "all").map(Criterion::All);
         }
         if let Some(children) = self.any {
-            return Ok(Criterion::Any(validate_children(children, scope, "any")?));
+            return validate_children(children, scope, place, "any").map(Criterion::Any);
         }
         if let Some(child) = self.not {
-            return Ok(Criterion::Not(Box::new(child.validate(scope)?)));
+            let path = join(place.path, "not");
+            let child = child.validate(
+                scope,
+                Place {
+                    path: &path,
+                    ..place
+                },
+            )?;
+            return Ok(Criterion::Not(Box::new(child)));
         }
-        if let Some(hooks) = self.hook {
-            let hooks = hooks
-                .iter()
-                .map(|h| h.parse::<Hook>())
-                .collect::<Result<Vec<_>, _>>()?;
-            return Ok(Criterion::Hook(hooks));
+        if let Some(names) = self.hook {
+            return validate_hook(&names, place).map(Criterion::Hook);
         }
         if let Some(c) = self.condition {
-            let body_site = match c.body_site {
-                Some(site) => Some(BodySiteTest {
-                    valueset: valueset(&site.valueset)
-                        .map_err(|e| format!("condition body_site: {e}"))?,
-                    when_absent: site.when_absent,
-                }),
-                None => None,
-            };
-            return Ok(Criterion::Condition(ConditionCriterion {
-                valueset: valueset(&c.valueset)?,
-                onset_at_least_days_ago: c.onset_at_least_days_ago,
-                body_site,
-            }));
+            return validate_condition(c, &valueset).map(Criterion::Condition);
         }
         if let Some(c) = self.medication {
-            let min_distinct = c.min_distinct.unwrap_or(1);
-            if min_distinct == 0 {
-                return Err("medication min_distinct must be at least 1".into());
-            }
-            return Ok(Criterion::Medication(MedicationCriterion {
-                valueset: valueset(&c.valueset)?,
-                ever: c.ever,
-                min_distinct,
-            }));
+            return validate_medication(c, place, &valueset).map(Criterion::Medication);
         }
         if let Some(c) = self.draft_order {
-            let dose = match (c.daily_dose_above, c.daily_dose_unknown) {
-                (None, false) => DoseTest::Any,
-                (None, true) => DoseTest::Unknown,
-                (Some(limit), false) => DoseTest::Above(milligrams(&limit)?),
-                (Some(_), true) => {
-                    return Err(
-                        "draft_order: use daily_dose_above or daily_dose_unknown, not both".into(),
-                    );
-                }
-            };
-            let routes = match (c.route, c.oral_only) {
-                (Some(_), true) => {
-                    return Err("draft_order: use route or oral_only, not both".into());
-                }
-                (Some(routes), false) if routes.is_empty() => {
-                    return Err("draft_order: route needs at least one route".into());
-                }
-                (Some(routes), false) => routes,
-                (None, true) => vec![Route::Oral],
-                (None, false) => Vec::new(),
-            };
-            let optional = |id: Option<String>| id.map(|id| valueset(&id)).transpose();
-            return Ok(Criterion::DraftOrder(DraftOrderCriterion {
-                valueset: valueset(&c.valueset)?,
-                dose,
-                routes,
-                reason: optional(c.reason)?,
-                reason_not: optional(c.reason_not)?,
-                except: optional(c.except)?,
-            }));
+            return validate_draft_order(c, place, &valueset).map(Criterion::DraftOrder);
         }
         if let Some(lab) = self.lab {
-            return validate_lab(lab, scope).map(Criterion::Lab);
+            return validate_lab(lab, scope, place).map(Criterion::Lab);
         }
         if let Some(age) = self.age {
-            if age.at_least.is_none() && age.below.is_none() {
-                return Err("an age criterion needs at_least or below".into());
-            }
-            return Ok(Criterion::Age(AgeCriterion {
-                at_least: age.at_least,
-                below: age.below,
-            }));
+            return validate_age(age, place).map(Criterion::Age);
         }
         let name = self.reference.unwrap_or_default();
-        scope
-            .named(&name)
-            .map(Criterion::Named)
-            .ok_or_else(|| format!("unknown named criterion '{name}' (see definitions.toml)"))
+        scope.named(&name).map(Criterion::Named).ok_or_else(|| {
+            place.error(
+                "ref",
+                Problem::Unknown {
+                    kind: NameKind::NamedCriterion,
+                    name: name.clone(),
+                    suggestion: nearest(&name, scope.named_ids()),
+                },
+            )
+        })
     }
 }
 
 fn validate_children(
     children: Vec<RawCriterion>,
     scope: &dyn CriterionScope,
+    place: Place<'_>,
     kind: &str,
-) -> Result<Vec<Criterion>, String> {
+) -> Result<Vec<Criterion>, Diagnostic> {
     if children.is_empty() {
-        return Err(format!("'{kind}' needs at least one criterion"));
+        return Err(place.error(kind, format!("'{kind}' needs at least one criterion")));
     }
-    children.into_iter().map(|c| c.validate(scope)).collect()
+    children
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let path = format!("{}[{i}]", join(place.path, kind));
+            c.validate(
+                scope,
+                Place {
+                    path: &path,
+                    ..place
+                },
+            )
+        })
+        .collect()
 }
 
-fn validate_lab(lab: RawLabCriterion, scope: &dyn CriterionScope) -> Result<LabCriterion, String> {
-    let analyte = scope
-        .analyte(&lab.analyte)
-        .ok_or_else(|| format!("unknown analyte '{}' (see analytes.toml)", lab.analyte))?;
+type FindValueSet<'a> = dyn Fn(&str, &str) -> Result<usize, Diagnostic> + 'a;
+
+fn validate_hook(names: &[String], place: Place<'_>) -> Result<Vec<Hook>, Diagnostic> {
+    let path = join(place.path, "hook");
+    let hooks = parse_hooks(names, &path)?;
+    if let Some(declared) = place.hooks
+        && let Some((i, hook)) = hooks
+            .iter()
+            .enumerate()
+            .find(|(_, h)| !declared.contains(h))
+    {
+        return Err(Diagnostic::at(
+            format!("{path}[{i}]"),
+            Problem::NeverFires(format!(
+                "hook '{hook}' is not one of the rule's hooks ({}), so this part never matches",
+                hook_list(declared)
+            )),
+        ));
+    }
+    Ok(hooks)
+}
+
+fn validate_condition(
+    c: RawConditionCriterion,
+    valueset: &FindValueSet<'_>,
+) -> Result<ConditionCriterion, Diagnostic> {
+    let body_site = match c.body_site {
+        Some(site) => Some(BodySiteTest {
+            valueset: valueset(&site.valueset, "condition.body_site.valueset")?,
+            when_absent: site.when_absent,
+        }),
+        None => None,
+    };
+    Ok(ConditionCriterion {
+        valueset: valueset(&c.valueset, "condition.valueset")?,
+        onset_at_least_days_ago: c.onset_at_least_days_ago,
+        body_site,
+    })
+}
+
+fn validate_medication(
+    c: RawMedicationCriterion,
+    place: Place<'_>,
+    valueset: &FindValueSet<'_>,
+) -> Result<MedicationCriterion, Diagnostic> {
+    let min_distinct = c.min_distinct.unwrap_or(1);
+    if min_distinct == 0 {
+        return Err(place.error(
+            "medication.min_distinct",
+            "medication min_distinct must be at least 1",
+        ));
+    }
+    Ok(MedicationCriterion {
+        valueset: valueset(&c.valueset, "medication.valueset")?,
+        ever: c.ever,
+        min_distinct,
+    })
+}
+
+fn validate_age(age: RawAgeCriterion, place: Place<'_>) -> Result<AgeCriterion, Diagnostic> {
+    if age.at_least.is_none() && age.below.is_none() {
+        return Err(place.error("age", "an age criterion needs at_least or below"));
+    }
+    Ok(AgeCriterion {
+        at_least: age.at_least,
+        below: age.below,
+    })
+}
+
+fn validate_draft_order(
+    c: RawDraftOrderCriterion,
+    place: Place<'_>,
+    valueset: &FindValueSet<'_>,
+) -> Result<DraftOrderCriterion, Diagnostic> {
+    if let Some(declared) = place.hooks
+        && !declared.iter().any(|h| h.has_draft_orders())
+    {
+        return Err(place.error(
+            "draft_order",
+            Problem::NeverFires(format!(
+                "a draft_order criterion in a rule that only runs on {} can never match: only order-select and order-sign carry draft orders",
+                hook_list(declared)
+            )),
+        ));
+    }
+    let dose = match (c.daily_dose_above, c.daily_dose_unknown) {
+        (None, false) => DoseTest::Any,
+        (None, true) => DoseTest::Unknown,
+        (Some(limit), false) => DoseTest::Above(
+            milligrams(&limit).map_err(|e| place.error("draft_order.daily_dose_above.unit", e))?,
+        ),
+        (Some(_), true) => {
+            return Err(place.error(
+                "draft_order",
+                "draft_order: use daily_dose_above or daily_dose_unknown, not both",
+            ));
+        }
+    };
+    let routes = match (c.route, c.oral_only) {
+        (Some(_), true) => {
+            return Err(place.error(
+                "draft_order",
+                "draft_order: use route or oral_only, not both",
+            ));
+        }
+        (Some(routes), false) if routes.is_empty() => {
+            return Err(place.error(
+                "draft_order.route",
+                "draft_order: route needs at least one route",
+            ));
+        }
+        (Some(routes), false) => routes,
+        (None, true) => vec![Route::Oral],
+        (None, false) => Vec::new(),
+    };
+    let optional = |id: Option<String>, key: &str| {
+        id.map(|id| valueset(&id, &format!("draft_order.{key}")))
+            .transpose()
+    };
+    Ok(DraftOrderCriterion {
+        valueset: valueset(&c.valueset, "draft_order.valueset")?,
+        dose,
+        routes,
+        reason: optional(c.reason, "reason")?,
+        reason_not: optional(c.reason_not, "reason_not")?,
+        except: optional(c.except, "except")?,
+    })
+}
+
+fn validate_lab(
+    lab: RawLabCriterion,
+    scope: &dyn CriterionScope,
+    place: Place<'_>,
+) -> Result<LabCriterion, Diagnostic> {
+    let analyte = scope.analyte(&lab.analyte).ok_or_else(|| {
+        place.error(
+            "lab.analyte",
+            Problem::Unknown {
+                kind: NameKind::Analyte,
+                name: lab.analyte.clone(),
+                suggestion: nearest(&lab.analyte, scope.analyte_ids()),
+            },
+        )
+    })?;
     if let Some(days) = lab.within_days
         && days <= 0
     {
-        return Err(format!(
-            "lab criterion on '{}': within_days must be positive, got {days}",
-            lab.analyte
+        return Err(place.error(
+            "lab.within_days",
+            format!(
+                "lab criterion on '{}': within_days must be positive, got {days}",
+                lab.analyte
+            ),
         ));
     }
-    let convert = |threshold: RawThreshold| {
+    let convert = |threshold: RawThreshold, key: &str| {
         scope
             .threshold(analyte, threshold.value, &threshold.unit)
             .ok_or_else(|| {
-                format!(
-                    "threshold unit '{}' is not a known unit of analyte '{}' (see analytes.toml)",
-                    threshold.unit, lab.analyte
+                place.error(
+                    &format!("lab.{key}.unit"),
+                    Problem::UnknownUnit {
+                        suggestion: nearest(&threshold.unit, scope.analyte_units(analyte)),
+                        unit: threshold.unit,
+                        analyte: lab.analyte.clone(),
+                    },
                 )
             })
     };
     let test = match (lab.below, lab.above, lab.fall, lab.missing) {
         (None, None, None, false) => LabTest::Present,
         (None, None, None, true) => LabTest::Missing,
-        (Some(below), None, None, false) => LabTest::Below(convert(below)?),
-        (None, Some(above), None, false) => LabTest::Above(convert(above)?),
-        (None, None, Some(fall), false) => {
-            if fall.within_hours <= 0 {
-                return Err(format!(
-                    "lab criterion on '{}': fall.within_hours must be positive",
-                    lab.analyte
-                ));
-            }
-            let zero = convert(RawThreshold {
-                value: 0.0,
-                unit: fall.unit.clone(),
-            })?;
-            let amount = convert(RawThreshold {
-                value: fall.value,
-                unit: fall.unit,
-            })? - zero;
-            LabTest::Fall {
-                amount,
-                within_hours: fall.within_hours,
-            }
-        }
+        (Some(below), None, None, false) => LabTest::Below(convert(below, "below")?),
+        (None, Some(above), None, false) => LabTest::Above(convert(above, "above")?),
+        (None, None, Some(fall), false) => fall_test(fall, &lab.analyte, place, &convert)?,
         _ => {
-            return Err(format!(
-                "lab criterion on '{}': use one of below, above, fall or missing",
-                lab.analyte
+            return Err(place.error(
+                "lab",
+                format!(
+                    "lab criterion on '{}': use one of below, above, fall or missing",
+                    lab.analyte
+                ),
             ));
         }
     };
     if lab.any_result && !matches!(test, LabTest::Below(_) | LabTest::Above(_)) {
-        return Err(format!(
-            "lab criterion on '{}': any_result applies only to below and above",
-            lab.analyte
+        return Err(place.error(
+            "lab.any_result",
+            format!(
+                "lab criterion on '{}': any_result applies only to below and above",
+                lab.analyte
+            ),
         ));
     }
     Ok(LabCriterion {
@@ -545,6 +839,39 @@ fn validate_lab(lab: RawLabCriterion, scope: &dyn CriterionScope) -> Result<LabC
         any_result: lab.any_result,
         test,
         lab_range: lab.lab_range,
+    })
+}
+
+/// A `fall`: its amount converted into the canonical unit (a difference, so an offset cancels).
+fn fall_test(
+    fall: RawFall,
+    analyte: &str,
+    place: Place<'_>,
+    convert: &dyn Fn(RawThreshold, &str) -> Result<f64, Diagnostic>,
+) -> Result<LabTest, Diagnostic> {
+    if fall.within_hours <= 0 {
+        return Err(place.error(
+            "lab.fall.within_hours",
+            format!("lab criterion on '{analyte}': fall.within_hours must be positive"),
+        ));
+    }
+    let zero = convert(
+        RawThreshold {
+            value: 0.0,
+            unit: fall.unit.clone(),
+        },
+        "fall",
+    )?;
+    let amount = convert(
+        RawThreshold {
+            value: fall.value,
+            unit: fall.unit,
+        },
+        "fall",
+    )? - zero;
+    Ok(LabTest::Fall {
+        amount,
+        within_hours: fall.within_hours,
     })
 }
 
@@ -584,7 +911,11 @@ mod tests {
 
     fn condition(toml_text: &str) -> Result<Criterion, String> {
         let raw: RawCriterion = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-        raw.validate(&ValueSetsOnly(&["numbness", "lower-limb"]))
+        raw.validate(
+            &ValueSetsOnly(&["numbness", "lower-limb"]),
+            Place::in_definitions("when"),
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -6,8 +6,13 @@
 //! accept with one click (suggestion templates holding FHIR R4 resources).
 
 use serde::Deserialize;
+use toml::de::DeTable;
 
-use super::criteria::{Criterion, CriterionScope, RawCriterion};
+use super::criteria::{
+    CRITERION_SCHEMA, Criterion, CriterionScope, Place, RawCriterion, parse_hooks,
+};
+use super::diagnostic::{Diagnostic, Problem, join};
+use super::keys::{Schema, Shape, check_keys, fields_of, leaves};
 use crate::hooks::Hook;
 
 /// CDS Hooks card indicator, ordered by urgency.
@@ -154,10 +159,8 @@ pub struct Rule {
     pub selection_behavior: Option<SelectionBehavior>,
     /// Safety exclusions: when one matches, the rule stays quiet (reported by `--explain`).
     pub stay_quiet: Vec<StayQuiet>,
-    /// Rule ids that, when they fire, silence this rule.
+    /// Rule ids that, when they fire, silence this rule: the one way precedence is stated.
     pub yields_to: Vec<String>,
-    /// Rule ids this rule silences when both fire (the reverse of `yields_to`).
-    pub wins_over: Vec<String>,
     /// Links shown on the card.
     pub links: Vec<LinkTemplate>,
 }
@@ -276,8 +279,6 @@ struct RawRule {
     #[serde(default)]
     yields_to: Vec<String>,
     #[serde(default)]
-    wins_over: Vec<String>,
-    #[serde(default)]
     links: Vec<LinkTemplate>,
 }
 
@@ -353,100 +354,179 @@ struct RawAction {
 /// Longest summary CDS Hooks allows (it must be shorter than 140 characters).
 pub const MAX_SUMMARY_CHARS: usize = 139;
 
+/// The resource types a create suggestion may carry.
+pub const CREATABLE_RESOURCE_TYPES: [&str; 2] = ["MedicationRequest", "ServiceRequest"];
+
+/// The keys of a rule file, for the loader's key check and the language reference.
+pub const RULE_SCHEMA: Schema = Schema {
+    name: "a rule file",
+    keys: fields_of::<RawRule>,
+    child: rule_child,
+};
+
+fn rule_child(key: &str) -> Shape {
+    const SOURCE: Schema = Schema {
+        name: "a rule's source",
+        keys: fields_of::<RuleSource>,
+        child: leaves,
+    };
+    const ESCALATE: Schema = Schema {
+        name: "an [[escalate]] entry",
+        keys: fields_of::<RawEscalation>,
+        child: when_child,
+    };
+    const ADVICE: Schema = Schema {
+        name: "a rule's advice",
+        keys: fields_of::<RawAdvice>,
+        child: advice_child,
+    };
+    const SUGGESTION: Schema = Schema {
+        name: "a [[suggestions]] entry",
+        keys: fields_of::<RawSuggestion>,
+        child: suggestion_child,
+    };
+    const STAY_QUIET: Schema = Schema {
+        name: "a [[stay_quiet]] entry",
+        keys: fields_of::<RawStayQuiet>,
+        child: when_child,
+    };
+    const LINK: Schema = Schema {
+        name: "a [[links]] entry",
+        keys: fields_of::<LinkTemplate>,
+        child: leaves,
+    };
+    match key {
+        "source" => Shape::Table(SOURCE),
+        "when" => Shape::Table(CRITERION_SCHEMA),
+        "escalate" => Shape::Tables(ESCALATE),
+        "advice" => Shape::Table(ADVICE),
+        "suggestions" => Shape::Tables(SUGGESTION),
+        "stay_quiet" => Shape::Tables(STAY_QUIET),
+        "links" => Shape::Tables(LINK),
+        _ => Shape::Value,
+    }
+}
+
+fn when_child(key: &str) -> Shape {
+    match key {
+        "when" | "unless" => Shape::Table(CRITERION_SCHEMA),
+        _ => Shape::Value,
+    }
+}
+
+fn advice_child(key: &str) -> Shape {
+    const NOTE: Schema = Schema {
+        name: "an advice note",
+        keys: fields_of::<RawNote>,
+        child: when_child,
+    };
+    match key {
+        "notes" => Shape::Tables(NOTE),
+        _ => Shape::Value,
+    }
+}
+
+fn suggestion_child(key: &str) -> Shape {
+    const ACTION: Schema = Schema {
+        name: "a suggestion action",
+        keys: fields_of::<RawAction>,
+        child: action_child,
+    };
+    match key {
+        "actions" => Shape::Tables(ACTION),
+        other => when_child(other),
+    }
+}
+
+fn action_child(key: &str) -> Shape {
+    const SET_DOSE: Schema = Schema {
+        name: "an action's set_dose",
+        keys: fields_of::<DoseTemplate>,
+        child: leaves,
+    };
+    match key {
+        "set_dose" => Shape::Table(SET_DOSE),
+        // `resource` is a FHIR resource: its keys are checked by the FHIR parser instead.
+        other => when_child(other),
+    }
+}
+
 impl Rule {
-    /// Parses and validates a rule file. The error names the problem; the caller adds the file.
-    pub fn from_toml(file: &str, text: &str, scope: &dyn CriterionScope) -> Result<Rule, String> {
-        let raw: RawRule = toml::from_str(text).map_err(|e| e.to_string())?;
-        let expected_id = file
-            .rsplit('/')
-            .next()
-            .and_then(|name| name.strip_suffix(".toml"))
-            .unwrap_or_default();
-        if raw.id != expected_id {
-            return Err(format!(
-                "rule id '{}' does not match the file name '{expected_id}.toml'",
-                raw.id
-            ));
-        }
-        if raw.source.label.trim().is_empty() {
-            return Err("source.label (the citation) is missing".into());
-        }
-        if let Some(url) = &raw.source.url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(format!("source.url '{url}' is not an absolute URL"));
-        }
-        check_summary(&raw.summary)?;
-        let hooks = raw
-            .hooks
-            .iter()
-            .map(|h| h.parse::<Hook>())
-            .collect::<Result<Vec<_>, _>>()?;
+    /// Parses and validates a rule file. The error names the line, the key path and the
+    /// problem; the caller adds the file.
+    pub fn from_toml(
+        file: &str,
+        text: &str,
+        scope: &dyn CriterionScope,
+    ) -> Result<Rule, Diagnostic> {
+        let document = DeTable::parse(text).map_err(|e| Diagnostic::syntax(text, e))?;
+        let document = document.get_ref();
+        check_keys(document, RULE_SCHEMA, "").map_err(|d| d.locate(text, document))?;
+        let raw: RawRule = toml::from_str(text).map_err(|e| Diagnostic::syntax(text, e))?;
+        Rule::from_raw(file, raw, scope).map_err(|d| d.locate(text, document))
+    }
+
+    fn from_raw(file: &str, raw: RawRule, scope: &dyn CriterionScope) -> Result<Rule, Diagnostic> {
+        check_id_and_source(file, &raw)?;
+        check_summary(&raw.summary, "summary")?;
+        let hooks = parse_hooks(&raw.hooks, "hooks")?;
         if hooks.is_empty() {
-            return Err("hooks must list at least one hook".into());
+            return Err(Diagnostic::at("hooks", "hooks must list at least one hook"));
         }
-        let when = raw.when.validate(scope).map_err(|e| format!("when: {e}"))?;
+        let criterion =
+            |c: RawCriterion, path: &str| c.validate(scope, Place::in_rule(path, &hooks));
+        let when = criterion(raw.when, "when")?;
         let escalations = raw
             .escalate
             .into_iter()
-            .map(|e| {
+            .enumerate()
+            .map(|(i, e)| {
                 if let Some(summary) = &e.summary {
-                    check_summary(summary)?;
+                    check_summary(summary, &format!("escalate[{i}].summary"))?;
                 }
                 Ok(Escalation {
                     indicator: e.indicator,
                     summary: e.summary,
-                    when: e
-                        .when
-                        .validate(scope)
-                        .map_err(|m| format!("escalate.when: {m}"))?,
+                    when: criterion(e.when, &format!("escalate[{i}].when"))?,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, Diagnostic>>()?;
         let notes = raw
             .advice
             .notes
             .into_iter()
-            .map(|n| {
+            .enumerate()
+            .map(|(i, n)| {
                 Ok(Note {
-                    when: n
-                        .when
-                        .validate(scope)
-                        .map_err(|m| format!("advice.notes.when: {m}"))?,
+                    when: criterion(n.when, &format!("advice.notes[{i}].when"))?,
                     text: n.text,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, Diagnostic>>()?;
         let suggestions = raw
             .suggestions
             .into_iter()
-            .map(|s| validate_suggestion(s, scope))
-            .collect::<Result<Vec<_>, String>>()?;
-        let stay_quiet = raw
-            .stay_quiet
-            .into_iter()
-            .map(|q| {
-                if q.explanation.trim().is_empty() {
-                    return Err("stay_quiet needs an explanation".to_owned());
-                }
-                Ok(StayQuiet {
-                    reason: q.reason,
-                    when: q
-                        .when
-                        .validate(scope)
-                        .map_err(|m| format!("stay_quiet.when: {m}"))?,
-                    explanation: q.explanation.trim().to_owned(),
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        if let Some(link) = raw.links.iter().find(|l| !l.url.starts_with("https://")) {
-            return Err(format!(
-                "link '{}' must have an absolute https URL",
-                link.label
+            .enumerate()
+            .map(|(i, s)| validate_suggestion(s, &format!("suggestions[{i}]"), &criterion))
+            .collect::<Result<Vec<_>, Diagnostic>>()?;
+        let stay_quiet = validate_stay_quiet(raw.stay_quiet, &criterion)?;
+        check_links(&raw.links)?;
+        if raw.selection_behavior.is_some() && suggestions.is_empty() {
+            return Err(Diagnostic::at(
+                "selection_behavior",
+                "selection_behavior is set but the rule has no suggestions",
             ));
         }
-        if raw.selection_behavior.is_some() && suggestions.is_empty() {
-            return Err("selection_behavior is set but the rule has no suggestions".into());
+        if let Some((i, own)) = raw
+            .yields_to
+            .iter()
+            .enumerate()
+            .find(|(_, id)| **id == raw.id)
+        {
+            return Err(Diagnostic::at(
+                format!("yields_to[{i}]"),
+                Problem::Invalid(format!("rule '{own}' cannot yield to itself")),
+            ));
         }
         Ok(Rule {
             id: raw.id,
@@ -464,34 +544,111 @@ impl Rule {
             selection_behavior: raw.selection_behavior,
             stay_quiet,
             yields_to: raw.yields_to,
-            wins_over: raw.wins_over,
             links: raw.links,
         })
     }
 }
 
-fn check_summary(summary: &str) -> Result<(), String> {
-    let chars = summary.chars().count();
-    if chars == 0 || chars > MAX_SUMMARY_CHARS {
-        return Err(format!(
-            "summary must be 1 to {MAX_SUMMARY_CHARS} characters, it has {chars}: '{summary}'"
+/// The rule id matches its file name, and the source has a citation and an absolute URL.
+fn check_id_and_source(file: &str, raw: &RawRule) -> Result<(), Diagnostic> {
+    let expected_id = file
+        .rsplit('/')
+        .next()
+        .and_then(|name| name.strip_suffix(".toml"))
+        .unwrap_or_default();
+    if raw.id != expected_id {
+        return Err(Diagnostic::at(
+            "id",
+            format!(
+                "rule id '{}' does not match the file name '{expected_id}.toml'",
+                raw.id
+            ),
+        ));
+    }
+    if raw.source.label.trim().is_empty() {
+        return Err(Diagnostic::at(
+            "source.label",
+            "source.label (the citation) is missing",
+        ));
+    }
+    if let Some(url) = &raw.source.url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(Diagnostic::at(
+            "source.url",
+            format!("source.url '{url}' is not an absolute URL"),
         ));
     }
     Ok(())
 }
 
+fn validate_stay_quiet(
+    entries: Vec<RawStayQuiet>,
+    criterion: &ValidateAt<'_>,
+) -> Result<Vec<StayQuiet>, Diagnostic> {
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| {
+            if q.explanation.trim().is_empty() {
+                return Err(Diagnostic::at(
+                    format!("stay_quiet[{i}].explanation"),
+                    "stay_quiet needs an explanation",
+                ));
+            }
+            Ok(StayQuiet {
+                reason: q.reason,
+                when: criterion(q.when, &format!("stay_quiet[{i}].when"))?,
+                explanation: q.explanation.trim().to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn check_links(links: &[LinkTemplate]) -> Result<(), Diagnostic> {
+    if let Some((i, link)) = links
+        .iter()
+        .enumerate()
+        .find(|(_, l)| !l.url.starts_with("https://"))
+    {
+        return Err(Diagnostic::at(
+            format!("links[{i}].url"),
+            format!("link '{}' must have an absolute https URL", link.label),
+        ));
+    }
+    Ok(())
+}
+
+fn check_summary(summary: &str, path: &str) -> Result<(), Diagnostic> {
+    let chars = summary.chars().count();
+    if chars == 0 || chars > MAX_SUMMARY_CHARS {
+        return Err(Diagnostic::at(
+            path,
+            format!(
+                "summary must be 1 to {MAX_SUMMARY_CHARS} characters, it has {chars}: '{summary}'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+type ValidateAt<'a> = dyn Fn(RawCriterion, &str) -> Result<Criterion, Diagnostic> + 'a;
+
 fn validate_suggestion(
     raw: RawSuggestion,
-    scope: &dyn CriterionScope,
-) -> Result<SuggestionTemplate, String> {
+    path: &str,
+    criterion: &ValidateAt<'_>,
+) -> Result<SuggestionTemplate, Diagnostic> {
+    let label = raw.label.clone();
+    let fail = |key: &str, message: String| Diagnostic::at(join(path, key), message);
     if raw.actions.is_empty() {
-        return Err(format!("suggestion '{}' has no actions", raw.label));
+        return Err(fail(
+            "actions",
+            format!("suggestion '{label}' has no actions"),
+        ));
     }
-    let optional = |c: Option<RawCriterion>, what: &str| {
-        c.map(|c| c.validate(scope))
-            .transpose()
-            .map_err(|m| format!("suggestion '{}' {what}: {m}", raw.label))
-    };
+    let optional =
+        |c: Option<RawCriterion>, key: &str| c.map(|c| criterion(c, &join(path, key))).transpose();
     let when = optional(raw.when, "when")?;
     let unless = optional(raw.unless, "unless")?;
     let unless_reason = match (raw.unless_reason, raw.unless_explanation) {
@@ -500,76 +657,27 @@ fn validate_suggestion(
             Some((reason, explanation.trim().to_owned()))
         }
         _ => {
-            return Err(format!(
-                "suggestion '{}': unless_reason and unless_explanation go together, with an unless",
-                raw.label
+            return Err(fail(
+                "unless_reason",
+                format!(
+                    "suggestion '{label}': unless_reason and unless_explanation go together, with an unless"
+                ),
             ));
         }
     };
-    let mut actions = Vec::new();
-    for action in raw.actions {
-        let when = action
-            .when
-            .map(|c| c.validate(scope))
-            .transpose()
-            .map_err(|m| format!("suggestion '{}' action when: {m}", raw.label))?;
-        match (action.action_type, &action.set_dose) {
-            (ActionType::Update, None) => {
-                return Err(format!(
-                    "suggestion '{}': an update action needs set_dose",
-                    raw.label
-                ));
-            }
-            (ActionType::Update, Some(dose)) => {
-                if dose.unit != "mg"
-                    || dose.value <= 0.0
-                    || dose.period <= 0.0
-                    || dose.frequency == 0
-                {
-                    return Err(format!(
-                        "suggestion '{}': set_dose needs a positive value in mg, frequency and period",
-                        raw.label
-                    ));
-                }
-                if !matches!(dose.period_unit.as_str(), "h" | "d" | "wk") {
-                    return Err(format!(
-                        "suggestion '{}': set_dose.period_unit must be h, d or wk",
-                        raw.label
-                    ));
-                }
-            }
-            (_, Some(_)) => {
-                return Err(format!(
-                    "suggestion '{}': only update actions take set_dose",
-                    raw.label
-                ));
-            }
-            (_, None) => {}
-        }
-        let resource = match (action.action_type, action.resource) {
-            (ActionType::Create, Some(resource)) => Some(validate_resource_template(resource)?),
-            (ActionType::Create, None) => {
-                return Err(format!(
-                    "suggestion '{}': a create action needs a resource",
-                    raw.label
-                ));
-            }
-            (_, Some(_)) => {
-                return Err(format!(
-                    "suggestion '{}': only create actions carry a resource; update and delete act on the draft order",
-                    raw.label
-                ));
-            }
-            (_, None) => None,
-        };
-        actions.push(ActionTemplate {
-            action_type: action.action_type,
-            description: action.description,
-            when,
-            resource,
-            set_dose: action.set_dose,
-        });
-    }
+    let actions = raw
+        .actions
+        .into_iter()
+        .enumerate()
+        .map(|(i, action)| {
+            validate_action(
+                action,
+                &join(path, &format!("actions[{i}]")),
+                &label,
+                criterion,
+            )
+        })
+        .collect::<Result<Vec<_>, Diagnostic>>()?;
     Ok(SuggestionTemplate {
         label: raw.label,
         is_recommended: raw.is_recommended,
@@ -577,6 +685,78 @@ fn validate_suggestion(
         unless,
         unless_reason,
         actions,
+    })
+}
+
+/// One action of the suggestion `label`, found at `at` (`suggestions[0].actions[1]`).
+fn validate_action(
+    action: RawAction,
+    at: &str,
+    label: &str,
+    criterion: &ValidateAt<'_>,
+) -> Result<ActionTemplate, Diagnostic> {
+    let fail = |path: &str, message: String| Diagnostic::at(path, message);
+    let when = action
+        .when
+        .map(|c| criterion(c, &join(at, "when")))
+        .transpose()?;
+    match (action.action_type, &action.set_dose) {
+        (ActionType::Update, None) => {
+            return Err(fail(
+                at,
+                format!("suggestion '{label}': an update action needs set_dose"),
+            ));
+        }
+        (ActionType::Update, Some(dose)) => {
+            if dose.unit != "mg" || dose.value <= 0.0 || dose.period <= 0.0 || dose.frequency == 0 {
+                return Err(fail(
+                    &format!("{at}.set_dose"),
+                    format!(
+                        "suggestion '{label}': set_dose needs a positive value in mg, frequency and period"
+                    ),
+                ));
+            }
+            if !matches!(dose.period_unit.as_str(), "h" | "d" | "wk") {
+                return Err(fail(
+                    &format!("{at}.set_dose.period_unit"),
+                    format!("suggestion '{label}': set_dose.period_unit must be h, d or wk"),
+                ));
+            }
+        }
+        (_, Some(_)) => {
+            return Err(fail(
+                &format!("{at}.set_dose"),
+                format!("suggestion '{label}': only update actions take set_dose"),
+            ));
+        }
+        (_, None) => {}
+    }
+    let resource = match (action.action_type, action.resource) {
+        (ActionType::Create, Some(resource)) => Some(
+            validate_resource_template(resource).map_err(|e| fail(&format!("{at}.resource"), e))?,
+        ),
+        (ActionType::Create, None) => {
+            return Err(fail(
+                at,
+                format!("suggestion '{label}': a create action needs a resource"),
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(fail(
+                &format!("{at}.resource"),
+                format!(
+                    "suggestion '{label}': only create actions carry a resource; update and delete act on the draft order"
+                ),
+            ));
+        }
+        (_, None) => None,
+    };
+    Ok(ActionTemplate {
+        action_type: action.action_type,
+        description: action.description,
+        when,
+        resource,
+        set_dose: action.set_dose,
     })
 }
 
@@ -593,10 +773,7 @@ fn validate_resource_template(resource: toml::Value) -> Result<serde_json::Value
         .and_then(|t| t.as_str())
         .unwrap_or_default()
         .to_owned();
-    if !matches!(
-        resource_type.as_str(),
-        "MedicationRequest" | "ServiceRequest"
-    ) {
+    if !CREATABLE_RESOURCE_TYPES.contains(&resource_type.as_str()) {
         return Err(format!(
             "a suggestion resource must be a MedicationRequest or ServiceRequest, not '{resource_type}'"
         ));
@@ -659,7 +836,7 @@ when = {when}
 advice = {{ text = "A" }}
 {extra}"#
         );
-        Rule::from_toml("rules/r.toml", &text, &OneValueSet)
+        Rule::from_toml("rules/r.toml", &text, &OneValueSet).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -717,5 +894,363 @@ description = "Remove it""#,
             error.contains("unless_reason and unless_explanation"),
             "{error}"
         );
+    }
+}
+
+/// Every validation error of a rule file, with the key path it names.
+#[cfg(test)]
+mod validation_messages {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::knowledge::criteria::NamedCriterion;
+
+    /// Knows the value set `drugs`, the analyte `mg` (unit `mmol/L`) and the name of one
+    /// named criterion, `renal-insufficiency`.
+    struct SmallScope;
+
+    impl CriterionScope for SmallScope {
+        fn valueset(&self, id: &str) -> Option<usize> {
+            (id == "drugs").then_some(0)
+        }
+        fn analyte(&self, id: &str) -> Option<usize> {
+            (id == "mg").then_some(0)
+        }
+        fn threshold(&self, _: usize, value: f64, unit: &str) -> Option<f64> {
+            (unit == "mmol/L").then_some(value)
+        }
+        fn named(&self, _: &str) -> Option<Arc<NamedCriterion>> {
+            None
+        }
+        fn valueset_ids(&self) -> Vec<&str> {
+            vec!["drugs"]
+        }
+        fn analyte_ids(&self) -> Vec<&str> {
+            vec!["mg"]
+        }
+        fn analyte_units(&self, _: usize) -> Vec<&str> {
+            vec!["mmol/L"]
+        }
+        fn named_ids(&self) -> Vec<&str> {
+            vec!["renal-insufficiency"]
+        }
+    }
+
+    const BASE: &str = r#"id = "r"
+title = "R"
+hooks = ["order-sign"]
+indicator = "info"
+summary = "S"
+source = { label = "L" }
+when = { draft_order = { valueset = "drugs" } }
+advice = { text = "A" }
+"#;
+
+    /// The base rule with `from` replaced by `to`, plus `extra` at the end; its error.
+    fn error(from: &str, to: &str, extra: &str) -> String {
+        assert!(BASE.contains(from), "{from}");
+        let text = format!("{}{extra}", BASE.replacen(from, to, 1));
+        match Rule::from_toml("rules/r.toml", &text, &SmallScope) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn when(criterion: &str) -> String {
+        error(
+            r#"when = { draft_order = { valueset = "drugs" } }"#,
+            &format!("when = {criterion}"),
+            "",
+        )
+    }
+
+    fn suggestion(body: &str) -> String {
+        error("", "", &format!("[[suggestions]]\nlabel = \"X\"\n{body}"))
+    }
+
+    fn assert_says(error: &str, expected: &str) {
+        assert!(
+            error.contains(expected),
+            "expected '{expected}' in '{error}'"
+        );
+    }
+
+    #[test]
+    fn rule_level_errors_name_their_key() {
+        let long = "x".repeat(MAX_SUMMARY_CHARS + 1);
+        for (error, expected) in [
+            (
+                error("id = \"r\"", "id = \"q\"", ""),
+                "line 1: id: rule id 'q' does not match the file name 'r.toml'",
+            ),
+            (
+                error("label = \"L\"", "label = \" \"", ""),
+                "line 6: source.label: source.label (the citation) is missing",
+            ),
+            (
+                error(
+                    "label = \"L\"",
+                    "label = \"L\", url = \"www.example.org\"",
+                    "",
+                ),
+                "source.url: source.url 'www.example.org' is not an absolute URL",
+            ),
+            (
+                error("summary = \"S\"", &format!("summary = \"{long}\""), ""),
+                "line 5: summary: summary must be 1 to 139 characters, it has 140",
+            ),
+            (
+                error("hooks = [\"order-sign\"]", "hooks = []", ""),
+                "line 3: hooks: hooks must list at least one hook",
+            ),
+            (
+                error("hooks = [\"order-sign\"]", "hooks = [\"order-sing\"]", ""),
+                "hooks[0]: unknown hook 'order-sing'; did you mean 'order-sign'?",
+            ),
+            (
+                error(
+                    "",
+                    "",
+                    "[[escalate]]\nindicator = \"warning\"\nsummary = \"\"\nwhen = { age = { at_least = 1 } }\n",
+                ),
+                "line 11: escalate[0].summary: summary must be 1 to 139 characters, it has 0",
+            ),
+            (
+                error(
+                    "",
+                    "",
+                    "[[stay_quiet]]\nreason = \"age\"\nwhen = { age = { below = 18 } }\nexplanation = \" \"\n",
+                ),
+                "stay_quiet[0].explanation: stay_quiet needs an explanation",
+            ),
+            (
+                error(
+                    "",
+                    "",
+                    "[[links]]\nlabel = \"Guide\"\nurl = \"http://example.org\"\n",
+                ),
+                "links[0].url: link 'Guide' must have an absolute https URL",
+            ),
+            (
+                error("", "", "selection_behavior = \"any\"\n"),
+                "selection_behavior: selection_behavior is set but the rule has no suggestions",
+            ),
+            (
+                error("", "", "yields_to = [\"r\"]\n"),
+                "yields_to[0]: rule 'r' cannot yield to itself",
+            ),
+            (
+                error("", "", "wins_over = [\"other\"]\n"),
+                "line 9: wins_over: 'wins_over' is no longer part of the rule language: state precedence once, as yields_to",
+            ),
+            (
+                error("", "", "titel = \"R\"\n"),
+                "line 9: titel: unknown key 'titel' in a rule file; did you mean 'title'?",
+            ),
+            (
+                error("indicator = \"info\"", "indicator = \"loud\"", ""),
+                "line 4: unknown variant `loud`, expected one of `info`, `warning`, `critical`",
+            ),
+        ] {
+            assert_says(&error, expected);
+        }
+    }
+
+    #[test]
+    fn suggestion_errors_name_the_suggestion_and_action() {
+        let dose = "set_dose = { value = 10, unit = \"mg\", frequency = 1, period = 1, period_unit = \"d\", text = \"10 mg daily\" }";
+        for (error, expected) in [
+            (
+                suggestion("actions = []\n"),
+                "suggestions[0].actions: suggestion 'X' has no actions",
+            ),
+            (
+                suggestion("[[suggestions.actions]]\ntype = \"update\"\ndescription = \"D\"\n"),
+                "suggestions[0].actions[0]: suggestion 'X': an update action needs set_dose",
+            ),
+            (
+                suggestion(&format!(
+                    "[[suggestions.actions]]\ntype = \"update\"\ndescription = \"D\"\n{}\n",
+                    dose.replace("\"mg\"", "\"g\"")
+                )),
+                "suggestions[0].actions[0].set_dose: suggestion 'X': set_dose needs a positive value in mg, frequency and period",
+            ),
+            (
+                suggestion(&format!(
+                    "[[suggestions.actions]]\ntype = \"update\"\ndescription = \"D\"\n{}\n",
+                    dose.replace("\"d\"", "\"mo\"")
+                )),
+                "suggestions[0].actions[0].set_dose.period_unit: suggestion 'X': set_dose.period_unit must be h, d or wk",
+            ),
+            (
+                suggestion(&format!(
+                    "[[suggestions.actions]]\ntype = \"delete\"\ndescription = \"D\"\n{dose}\n"
+                )),
+                "suggestions[0].actions[0].set_dose: suggestion 'X': only update actions take set_dose",
+            ),
+            (
+                suggestion("[[suggestions.actions]]\ntype = \"create\"\ndescription = \"D\"\n"),
+                "suggestions[0].actions[0]: suggestion 'X': a create action needs a resource",
+            ),
+            (
+                suggestion(
+                    "[[suggestions.actions]]\ntype = \"delete\"\ndescription = \"D\"\nresource = { resourceType = \"ServiceRequest\" }\n",
+                ),
+                "suggestions[0].actions[0].resource: suggestion 'X': only create actions carry a resource",
+            ),
+            (
+                suggestion(
+                    "[[suggestions.actions]]\ntype = \"create\"\ndescription = \"D\"\nresource = { resourceType = \"Patient\" }\n",
+                ),
+                "suggestions[0].actions[0].resource: a suggestion resource must be a MedicationRequest or ServiceRequest, not 'Patient'",
+            ),
+            (
+                suggestion(
+                    "[[suggestions.actions]]\ntype = \"create\"\ndescription = \"D\"\nresource = { resourceType = \"ServiceRequest\", status = \"active\", intent = \"proposal\" }\n",
+                ),
+                "suggested ServiceRequest must have status 'draft'",
+            ),
+            (
+                suggestion(
+                    "[[suggestions.actions]]\ntype = \"create\"\ndescription = \"D\"\nresource = { resourceType = \"MedicationRequest\", status = \"draft\", intent = \"proposal\" }\n",
+                ),
+                "a suggested MedicationRequest needs a structured dosageInstruction",
+            ),
+            (
+                suggestion(
+                    "[[suggestions.actions]]\ntype = \"create\"\ndescription = \"D\"\nresource = { resourceType = \"ServiceRequest\", status = \"draft\", intent = 7 }\n",
+                ),
+                "suggestions[0].actions[0].resource: suggested resource is not valid FHIR R4",
+            ),
+            (
+                suggestion(
+                    "unless_reason = \"renal\"\n[[suggestions.actions]]\ntype = \"delete\"\ndescription = \"D\"\n",
+                ),
+                "suggestions[0].unless_reason: suggestion 'X': unless_reason and unless_explanation go together, with an unless",
+            ),
+            (
+                suggestion(
+                    "when = { medication = { valueset = \"drugz\" } }\n[[suggestions.actions]]\ntype = \"delete\"\ndescription = \"D\"\n",
+                ),
+                "suggestions[0].when.medication.valueset: unknown value set 'drugz'; did you mean 'drugs'?",
+            ),
+        ] {
+            assert_says(&error, expected);
+        }
+    }
+
+    #[test]
+    fn criterion_errors_name_the_criterion_path() {
+        for (error, expected) in [
+            (
+                when("{ }"),
+                "line 7: when: a criterion needs one of all, any, not, hook, condition, medication, draft_order, lab, age or ref",
+            ),
+            (
+                when("{ hook = [\"order-sign\"], age = { at_least = 1 } }"),
+                "when: a criterion has exactly one kind, found hook and age",
+            ),
+            (
+                when("{ all = [] }"),
+                "when.all: 'all' needs at least one criterion",
+            ),
+            (
+                when("{ any = [ { age = { at_least = 1 } }, { not = { age = { } } } ] }"),
+                "when.any[1].not.age: an age criterion needs at_least or below",
+            ),
+            (
+                when("{ medication = { valueset = \"drugs\", min_distinct = 0 } }"),
+                "when.medication.min_distinct: medication min_distinct must be at least 1",
+            ),
+            (
+                when("{ medication = { valueset = \"drug\" } }"),
+                "when.medication.valueset: unknown value set 'drug'; did you mean 'drugs'?",
+            ),
+            (
+                when(
+                    "{ condition = { valueset = \"drugs\", body_site = { valueset = \"drugss\", when_absent = \"counts\" } } }",
+                ),
+                "when.condition.body_site.valueset: unknown value set 'drugss'; did you mean 'drugs'?",
+            ),
+            (
+                when(
+                    "{ draft_order = { valueset = \"drugs\", daily_dose_above = { value = 1, unit = \"mg\" }, daily_dose_unknown = true } }",
+                ),
+                "when.draft_order: draft_order: use daily_dose_above or daily_dose_unknown, not both",
+            ),
+            (
+                when("{ draft_order = { valueset = \"drugs\", route = [] } }"),
+                "when.draft_order.route: draft_order: route needs at least one route",
+            ),
+            (
+                when(
+                    "{ draft_order = { valueset = \"drugs\", daily_dose_above = { value = 1, unit = \"mL\" } } }",
+                ),
+                "when.draft_order.daily_dose_above.unit: daily dose unit 'mL' is not supported; use mg, g or ug",
+            ),
+            (
+                when("{ draft_order = { valueset = \"drugs\", except = \"drugz\" } }"),
+                "when.draft_order.except: unknown value set 'drugz'; did you mean 'drugs'?",
+            ),
+            (
+                when("{ lab = { analyte = \"mgg\" } }"),
+                "when.lab.analyte: unknown analyte 'mgg'; did you mean 'mg'?",
+            ),
+            (
+                when("{ lab = { analyte = \"mg\", within_days = 0 } }"),
+                "when.lab.within_days: lab criterion on 'mg': within_days must be positive, got 0",
+            ),
+            (
+                when("{ lab = { analyte = \"mg\", below = { value = 0.7, unit = \"mol/L\" } } }"),
+                "when.lab.below.unit: threshold unit 'mol/L' is not a known unit of analyte 'mg' (see analytes.toml); did you mean 'mmol/L'?",
+            ),
+            (
+                when(
+                    "{ lab = { analyte = \"mg\", fall = { value = 1, unit = \"mmol/L\", within_hours = 0 } } }",
+                ),
+                "when.lab.fall.within_hours: lab criterion on 'mg': fall.within_hours must be positive",
+            ),
+            (
+                when(
+                    "{ lab = { analyte = \"mg\", below = { value = 1, unit = \"mmol/L\" }, missing = true } }",
+                ),
+                "when.lab: lab criterion on 'mg': use one of below, above, fall or missing",
+            ),
+            (
+                when("{ lab = { analyte = \"mg\", missing = true, any_result = true } }"),
+                "when.lab.any_result: lab criterion on 'mg': any_result applies only to below and above",
+            ),
+            (
+                when("{ lab = { analyte = \"mg\", bellow = { value = 1, unit = \"mmol/L\" } } }"),
+                "when.lab.bellow: unknown key 'bellow' in a lab criterion; did you mean 'below'?",
+            ),
+            (
+                when("{ ref = \"renal-insuficiency\" }"),
+                "when.ref: unknown named criterion 'renal-insuficiency'; did you mean 'renal-insufficiency'?",
+            ),
+            (
+                when(
+                    "{ all = [ { draft_order = { valueset = \"drugs\" } }, { hook = [\"patient-view\"] } ] }",
+                ),
+                "when.all[1].hook[0]: hook 'patient-view' is not one of the rule's hooks (order-sign), so this part never matches",
+            ),
+        ] {
+            assert_says(&error, expected);
+        }
+    }
+
+    #[test]
+    fn a_draft_order_in_a_rule_that_only_runs_on_patient_view_can_never_fire() {
+        let error = error("hooks = [\"order-sign\"]", "hooks = [\"patient-view\"]", "");
+        assert_says(
+            &error,
+            "line 7: when.draft_order: a draft_order criterion in a rule that only runs on patient-view can never match: only order-select and order-sign carry draft orders",
+        );
+        let text = BASE.replacen(
+            "hooks = [\"order-sign\"]",
+            "hooks = [\"patient-view\", \"order-select\"]",
+            1,
+        );
+        assert!(Rule::from_toml("rules/r.toml", &text, &SmallScope).is_ok());
     }
 }

@@ -65,19 +65,18 @@ fn collect_directory(
     dir: &Path,
     files: &mut Vec<KnowledgeFile>,
 ) -> Result<(), KnowledgeError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| KnowledgeError::new(dir.display().to_string(), format!("cannot read: {e}")))?;
+    let unreadable = |path: &Path| {
+        let file = path.display().to_string();
+        move |source| KnowledgeError::Read { file, source }
+    };
+    let entries = std::fs::read_dir(dir).map_err(unreadable(dir))?;
     for entry in entries {
-        let entry = entry.map_err(|e| {
-            KnowledgeError::new(dir.display().to_string(), format!("cannot read: {e}"))
-        })?;
+        let entry = entry.map_err(unreadable(dir))?;
         let path = entry.path();
         if path.is_dir() {
             collect_directory(root, &path, files)?;
         } else {
-            let contents = std::fs::read(&path).map_err(|e| {
-                KnowledgeError::new(path.display().to_string(), format!("cannot read: {e}"))
-            })?;
+            let contents = std::fs::read(&path).map_err(unreadable(&path))?;
             let relative = path.strip_prefix(root).unwrap_or(&path);
             files.push(KnowledgeFile {
                 path: relative.to_string_lossy().replace('\\', "/"),

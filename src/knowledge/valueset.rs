@@ -17,6 +17,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
+use super::keys::{Schema, Shape, fields_of, leaves};
+
 /// A code system whose codes form a prefix hierarchy, so `is-a` is a prefix match.
 const PREFIX_HIERARCHY_SYSTEMS: [&str; 2] = [
     "http://hl7.org/fhir/sid/icd-10-cm",
@@ -291,11 +293,136 @@ struct RawExtension {
     value_string: Option<String>,
 }
 
+/// A value set file that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueSetError {
+    /// The file is not JSON of a ValueSet's shape.
+    #[error("not a valid ValueSet: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The ValueSet is well-formed but cannot be used, and why.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The keys of a value set file the loader reads (other FHIR elements are ignored), for the
+/// language reference.
+pub const VALUESET_SCHEMA: Schema = Schema {
+    name: "a value set file",
+    keys: fields_of::<RawValueSet>,
+    child: valueset_child,
+};
+
+fn valueset_child(key: &str) -> Shape {
+    const COMPOSE: Schema = Schema {
+        name: "a value set's compose",
+        keys: fields_of::<RawCompose>,
+        child: compose_child,
+    };
+    const EXPANSION: Schema = Schema {
+        name: "a value set's expansion",
+        keys: fields_of::<RawExpansion>,
+        child: expansion_child,
+    };
+    match key {
+        "compose" => Shape::Table(COMPOSE),
+        "expansion" => Shape::Table(EXPANSION),
+        _ => Shape::Value,
+    }
+}
+
+fn compose_child(key: &str) -> Shape {
+    const INCLUDE: Schema = Schema {
+        name: "a compose.include entry",
+        keys: fields_of::<RawInclude>,
+        child: include_child,
+    };
+    match key {
+        "include" => Shape::Tables(INCLUDE),
+        _ => Shape::Value,
+    }
+}
+
+fn include_child(key: &str) -> Shape {
+    const CONCEPT: Schema = Schema {
+        name: "a compose.include.concept entry",
+        keys: fields_of::<RawConcept>,
+        child: concept_child,
+    };
+    const FILTER: Schema = Schema {
+        name: "a compose.include.filter entry",
+        keys: fields_of::<RawFilter>,
+        child: leaves,
+    };
+    match key {
+        "concept" => Shape::Tables(CONCEPT),
+        "filter" => Shape::Tables(FILTER),
+        _ => Shape::Value,
+    }
+}
+
+fn concept_child(key: &str) -> Shape {
+    const DESIGNATION: Schema = Schema {
+        name: "a concept designation",
+        keys: fields_of::<RawDesignation>,
+        child: designation_child,
+    };
+    match key {
+        "designation" => Shape::Tables(DESIGNATION),
+        _ => Shape::Value,
+    }
+}
+
+fn designation_child(key: &str) -> Shape {
+    const CODING: Schema = Schema {
+        name: "a designation's use",
+        keys: fields_of::<RawCoding>,
+        child: leaves,
+    };
+    match key {
+        "use" => Shape::Table(CODING),
+        _ => Shape::Value,
+    }
+}
+
+fn expansion_child(key: &str) -> Shape {
+    const PARAMETER: Schema = Schema {
+        name: "an expansion parameter",
+        keys: fields_of::<RawParameter>,
+        child: leaves,
+    };
+    const CONTAINS: Schema = Schema {
+        name: "an expansion.contains entry",
+        keys: fields_of::<RawContains>,
+        child: contains_child,
+    };
+    match key {
+        "parameter" => Shape::Tables(PARAMETER),
+        "contains" => Shape::Tables(CONTAINS),
+        _ => Shape::Value,
+    }
+}
+
+fn contains_child(key: &str) -> Shape {
+    const EXTENSION: Schema = Schema {
+        name: "an expansion.contains extension",
+        keys: fields_of::<RawExtension>,
+        child: leaves,
+    };
+    match key {
+        "extension" => Shape::Tables(EXTENSION),
+        "contains" => expansion_child("contains"),
+        _ => Shape::Value,
+    }
+}
+
 impl ValueSet {
     /// Reads and validates a FHIR ValueSet JSON document. The error says what is wrong.
-    pub fn from_json(bytes: &[u8]) -> Result<ValueSet, String> {
-        let raw: RawValueSet =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a valid ValueSet: {e}"))?;
+    pub fn from_json(bytes: &[u8]) -> Result<ValueSet, ValueSetError> {
+        let raw: RawValueSet = serde_json::from_slice(bytes).map_err(ValueSetError::Json)?;
+        ValueSet::from_raw(raw).map_err(ValueSetError::Invalid)
+    }
+
+    fn from_raw(raw: RawValueSet) -> Result<ValueSet, String> {
         if raw.resource_type != "ValueSet" {
             return Err(format!(
                 "resourceType is '{}', expected 'ValueSet'",
@@ -747,7 +874,8 @@ mod tests {
         let err = ValueSet::from_json(
             br#"{"resourceType":"ValueSet","id":"x","compose":{"include":[{"system":"urn:local","concept":[{"code":"1"}]}]}}"#,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("urn:local"), "{err}");
     }
 
@@ -768,7 +896,9 @@ mod tests {
     }
 
     fn rejected(json: &str) -> String {
-        ValueSet::from_json(json.as_bytes()).unwrap_err()
+        ValueSet::from_json(json.as_bytes())
+            .unwrap_err()
+            .to_string()
     }
 
     fn with_designation(designation: &str) -> String {

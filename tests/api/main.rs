@@ -11,6 +11,7 @@ mod feedback;
 mod helpers;
 mod input_bounds;
 mod invocation;
+mod knowledge_as_data;
 mod operations;
 mod postgres_outage;
 mod prefetch;

@@ -379,7 +379,10 @@ pub fn fill_summary(template: &str, evidence: &[Evidence]) -> Option<String> {
         rest = &rest[end + 1..];
     }
     filled.push_str(rest);
-    Some(filled)
+    // A fact at the start ("gabapentin 1800 mg a day ordered ...") begins the sentence.
+    let mut chars = filled.chars();
+    let first = chars.next()?;
+    Some(first.to_uppercase().chain(chars).collect())
 }
 
 /// The short form of the fact a placeholder names.
@@ -477,8 +480,9 @@ mod tests {
         assert_eq!(fill_summary("unclosed {lab:magnesium", &evidence), None);
         assert_eq!(
             fill_summary("no placeholder", &evidence).as_deref(),
-            Some("no placeholder")
+            Some("No placeholder")
         );
+        assert_eq!(fill_summary("", &evidence), None);
     }
 
     #[test]

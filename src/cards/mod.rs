@@ -106,7 +106,7 @@ fn render_card(
         // Time-ordered (v7): the history's primary key then grows at its end instead of
         // at random places, which keeps writing the history cheap.
         uuid: Uuid::now_v7().to_string(),
-        summary: finding.summary.to_owned(),
+        summary: summary_of(finding),
         detail: Some(render_detail(finding)),
         indicator: finding.indicator,
         source: Source {
@@ -123,6 +123,16 @@ fn render_card(
         override_reasons,
         links,
     }
+}
+
+/// The summary with the decisive facts when the rule has a template, every placeholder has a
+/// fact and the result fits CDS Hooks' limit; else the rule's plain summary.
+fn summary_of(finding: &Finding<'_>) -> String {
+    finding
+        .summary_with_facts
+        .and_then(|template| evidence::fill_summary(template, &finding.evidence))
+        .filter(|filled| filled.chars().count() <= crate::knowledge::rule::MAX_SUMMARY_CHARS)
+        .unwrap_or_else(|| finding.summary.to_owned())
 }
 
 /// The card's Markdown: why it fired, what to do, what data was not used, and the source.

@@ -82,6 +82,8 @@ pub struct Finding<'k> {
     pub indicator: Indicator,
     /// The summary after escalations.
     pub summary: &'k str,
+    /// The summary template with the decisive facts after escalations, if the rule has one.
+    pub summary_with_facts: Option<&'k str>,
     /// Evidence, without duplicates.
     pub evidence: Vec<Evidence>,
     /// Advice notes whose criteria matched.

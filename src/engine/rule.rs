@@ -26,6 +26,7 @@ pub(super) fn evaluate_rule<'k>(
     evidence.extend(fired.absences.iter().cloned());
     let mut indicator = rule.indicator;
     let mut summary = rule.summary.as_str();
+    let mut summary_with_facts = rule.summary_with_facts.as_deref();
     for escalation in &rule.escalations {
         let outcome = evaluate(&escalation.when, scope)?;
         // A bound that may be on the severe side is shown, so the reader knows why the card
@@ -35,6 +36,7 @@ pub(super) fn evaluate_rule<'k>(
             indicator = escalation.indicator;
             if let Some(s) = &escalation.summary {
                 summary = s;
+                summary_with_facts = escalation.summary_with_facts.as_deref();
             }
             evidence.extend(outcome.evidence);
         }
@@ -144,6 +146,7 @@ pub(super) fn evaluate_rule<'k>(
         rule,
         indicator,
         summary,
+        summary_with_facts,
         evidence,
         notes,
         suggestions,

@@ -143,6 +143,10 @@ pub struct Rule {
     pub indicator: Indicator,
     /// The card summary when no escalation applies (under 140 characters).
     pub summary: String,
+    /// The summary with the decisive facts (`{lab:magnesium}`, `{medication}`, `{order}`,
+    /// `{condition}`), used instead of `summary` when every placeholder has a fact and the
+    /// filled text fits.
+    pub summary_with_facts: Option<String>,
     /// Where the advice comes from.
     pub source: RuleSource,
     /// When the rule fires.
@@ -172,6 +176,8 @@ pub struct Escalation {
     pub indicator: Indicator,
     /// A summary for the raised card, if different.
     pub summary: Option<String>,
+    /// The raised card's summary with the decisive facts (see [`Rule::summary_with_facts`]).
+    pub summary_with_facts: Option<String>,
     /// When it applies.
     pub when: Criterion,
 }
@@ -266,6 +272,7 @@ struct RawRule {
     hooks: Vec<String>,
     indicator: Indicator,
     summary: String,
+    summary_with_facts: Option<String>,
     source: RuleSource,
     when: RawCriterion,
     #[serde(default)]
@@ -302,6 +309,7 @@ struct RawStayQuiet {
 struct RawEscalation {
     indicator: Indicator,
     summary: Option<String>,
+    summary_with_facts: Option<String>,
     when: RawCriterion,
 }
 
@@ -469,6 +477,9 @@ impl Rule {
     fn from_raw(file: &str, raw: RawRule, scope: &dyn CriterionScope) -> Result<Rule, Diagnostic> {
         check_id_and_source(file, &raw)?;
         check_summary(&raw.summary, "summary")?;
+        if let Some(template) = &raw.summary_with_facts {
+            check_summary_template(template, "summary_with_facts", scope)?;
+        }
         let hooks = parse_hooks(&raw.hooks, "hooks")?;
         if hooks.is_empty() {
             return Err(Diagnostic::at("hooks", "hooks must list at least one hook"));
@@ -484,9 +495,17 @@ impl Rule {
                 if let Some(summary) = &e.summary {
                     check_summary(summary, &format!("escalate[{i}].summary"))?;
                 }
+                if let Some(template) = &e.summary_with_facts {
+                    check_summary_template(
+                        template,
+                        &format!("escalate[{i}].summary_with_facts"),
+                        scope,
+                    )?;
+                }
                 Ok(Escalation {
                     indicator: e.indicator,
                     summary: e.summary,
+                    summary_with_facts: e.summary_with_facts,
                     when: criterion(e.when, &format!("escalate[{i}].when"))?,
                 })
             })
@@ -535,6 +554,7 @@ impl Rule {
             hooks,
             indicator: raw.indicator,
             summary: raw.summary,
+            summary_with_facts: raw.summary_with_facts,
             source: raw.source,
             when,
             escalations,
@@ -630,6 +650,52 @@ fn check_summary(summary: &str, path: &str) -> Result<(), Diagnostic> {
         ));
     }
     Ok(())
+}
+
+/// The placeholders a `summary_with_facts` may hold, besides `{lab:ANALYTE}`.
+pub const SUMMARY_FACTS: [&str; 3] = ["medication", "order", "condition"];
+
+/// A summary template: balanced placeholders, each `{lab:ANALYTE}` with a known analyte or one
+/// of [`SUMMARY_FACTS`], and its fixed text short enough to leave room for the facts.
+fn check_summary_template(
+    template: &str,
+    path: &str,
+    scope: &dyn CriterionScope,
+) -> Result<(), Diagnostic> {
+    let mut fixed = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        fixed.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}').map(|e| e + start) else {
+            return Err(Diagnostic::at(
+                path,
+                format!("an unclosed '{{' in '{template}'"),
+            ));
+        };
+        let placeholder = &rest[start + 1..end];
+        let known = match placeholder.split_once(':') {
+            Some(("lab", analyte)) => scope.analyte(analyte).is_some(),
+            None => SUMMARY_FACTS.contains(&placeholder),
+            _ => false,
+        };
+        if !known {
+            return Err(Diagnostic::at(
+                path,
+                format!(
+                    "unknown placeholder '{{{placeholder}}}': use {{lab:ANALYTE}} with an analyte of analytes.toml, {{medication}}, {{order}} or {{condition}}"
+                ),
+            ));
+        }
+        rest = &rest[end + 1..];
+    }
+    fixed.push_str(rest);
+    if fixed.contains('}') {
+        return Err(Diagnostic::at(
+            path,
+            format!("a stray '}}' in '{template}'"),
+        ));
+    }
+    check_summary(&fixed, path)
 }
 
 type ValidateAt<'a> = dyn Fn(RawCriterion, &str) -> Result<Criterion, Diagnostic> + 'a;
@@ -972,6 +1038,46 @@ advice = { text = "A" }
         assert!(
             error.contains(expected),
             "expected '{expected}' in '{error}'"
+        );
+    }
+
+    #[test]
+    fn a_summary_with_facts_is_checked_for_its_placeholders() {
+        let with = |template: &str| {
+            error(
+                "summary = \"S\"",
+                &format!("summary = \"S\"\nsummary_with_facts = \"{template}\""),
+                "",
+            )
+        };
+        let long = "x".repeat(MAX_SUMMARY_CHARS + 1);
+        for (error, expected) in [
+            (
+                with("Low {lab:magnesum}"),
+                "line 6: summary_with_facts: unknown placeholder '{lab:magnesum}'",
+            ),
+            (
+                with("On {medications}"),
+                "unknown placeholder '{medications}': use {lab:ANALYTE}",
+            ),
+            (with("On {order"), "an unclosed '{' in 'On {order'"),
+            (with("On order}"), "a stray '}' in 'On order}'"),
+            (
+                with(&format!("{long}{{order}}")),
+                "summary must be 1 to 139 characters, it has 140",
+            ),
+        ] {
+            assert_says(&error, expected);
+        }
+        let text = BASE.replacen(
+            "summary = \"S\"",
+            "summary = \"S\"\nsummary_with_facts = \"Mg {lab:mg} with {order} for {condition} on {medication}\"",
+            1,
+        );
+        let rule = Rule::from_toml("rules/r.toml", &text, &SmallScope).unwrap();
+        assert_eq!(
+            rule.summary_with_facts.as_deref(),
+            Some("Mg {lab:mg} with {order} for {condition} on {medication}")
         );
     }
 

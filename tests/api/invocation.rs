@@ -152,7 +152,9 @@ async fn a_critical_card_carries_override_reasons_and_its_own_summary() {
     let card = &cards(&body)[0];
     assert_spec_shaped(card);
     assert_eq!(card["indicator"], "critical");
-    assert!(card["summary"].as_str().unwrap().contains("0.50 mmol/L"));
+    let summary = card["summary"].as_str().unwrap();
+    assert!(summary.contains("1 mg/dL on 2026-10-30"), "{summary}");
+    assert!(summary.contains("severe deficiency"), "{summary}");
     let detail = card["detail"].as_str().unwrap();
     assert!(
         detail.contains("**0.41 mmol/L** (reported as 1 mg/dL)"),

@@ -17,7 +17,7 @@ use actix_web::dev::Server;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 use chrono::{DateTime, Utc};
 use tracing_actix_web::TracingLogger;
 
@@ -30,7 +30,6 @@ use crate::store::Store;
 use crate::store::history::History;
 use crate::store::replay::SharedReplayCache;
 use admin_token::AdminToken;
-use errors::ApiError;
 
 /// Where the evaluation time comes from.
 #[derive(Debug, Clone, Copy, Default)]
@@ -224,50 +223,50 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
             web::resource("/cds-services")
-                .route(web::get().to(routes::discovery))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::discovery::discovery))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/cds-services/{id}")
-                .route(web::post().to(invoke_within_deadline))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::post().to(routes::invoke::invoke_within_deadline))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/cds-services/{id}/feedback")
-                .route(web::post().to(routes::feedback))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::post().to(routes::feedback::feedback))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/admin/report")
-                .route(web::get().to(routes::admin_report))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::admin::admin_report))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/rules/{id}")
-                .route(web::get().to(routes::rule_page))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::docs::rule_page))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/metrics")
-                .route(web::get().to(routes::metrics))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::probes::metrics))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/openapi.json")
-                .route(web::get().to(routes::openapi))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::docs::openapi))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/ready")
-                .route(web::get().to(routes::ready))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::probes::ready))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/health")
-                .route(web::get().to(routes::health))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::probes::health))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
-        .default_service(web::to(routes::not_found));
+        .default_service(web::to(routes::fallback::not_found));
 }
 
 /// CORS as the CDS Hooks sandbox needs it: preflights answered without authentication.
@@ -294,30 +293,6 @@ fn redact_url(url: &str) -> String {
             parsed.to_string()
         }
         _ => url.to_owned(),
-    }
-}
-
-/// [`routes::invoke`] within `server.hook_deadline_ms`: an invocation still running then is
-/// dropped and answered 503, a backstop over the body timeout and the FHIR fetch deadline.
-async fn invoke_within_deadline(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    request: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let deadline = state.hook_deadline;
-    match tokio::time::timeout(deadline, routes::invoke(state, path, request, payload)).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            let limit = deadline.as_millis();
-            tracing::warn!(
-                limit_ms = limit as u64,
-                "hook not answered within server.hook_deadline_ms; answered 503"
-            );
-            Err(ApiError::Unavailable(format!(
-                "the hook was not answered within the limit server.hook_deadline_ms ({limit} ms); send it again"
-            )))
-        }
     }
 }
 

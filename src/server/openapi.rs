@@ -20,11 +20,11 @@ use crate::knowledge::services::ServiceDefinition;
         license(name = "Proprietary")
     ),
     paths(
-        super::routes::discovery,
-        super::routes::invoke,
-        super::routes::feedback,
-        super::routes::health,
-        super::routes::ready,
+        super::routes::discovery::discovery,
+        super::routes::invoke::invoke,
+        super::routes::feedback::feedback,
+        super::routes::probes::health,
+        super::routes::probes::ready,
     ),
     components(schemas(
         DiscoveryResponse, ServiceDefinition, ServiceId, HookName, HookRequest, HookContext, FhirAuthorization,

@@ -12,7 +12,7 @@ use crate::auth::FhirAccess;
 use crate::config::Settings;
 use crate::fhir::FhirClient;
 use crate::hooks::Hook;
-use crate::invoke::{CdsService, Invocation, InvokeError};
+use crate::invoke::{CdsService, Invocation, InvokeError, ServiceBuildError};
 use crate::knowledge::{Knowledge, KnowledgeSource};
 use crate::server::{Application, Clock};
 
@@ -162,7 +162,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             };
             let body = std::fs::read(&request)
                 .map_err(|e| format!("cannot read {}: {e}", request.display()))?;
-            let cds = build_service(&settings)?;
+            let cds = build_service(&settings).map_err(|e| e.to_string())?;
             let service_id = match service {
                 Some(id) => id,
                 None => service_for_request(&cds.knowledge, &body)?,
@@ -263,9 +263,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
 }
 
 /// Loads the knowledge and builds the service, or says which file is broken.
-pub fn build_service(settings: &Settings) -> Result<CdsService, String> {
+pub fn build_service(settings: &Settings) -> Result<CdsService, ServiceBuildError> {
     let source = settings.knowledge.source();
-    let knowledge = Knowledge::load(&source).map_err(|e| format!("knowledge error in {e}"))?;
+    let knowledge = Knowledge::load(&source).map_err(ServiceBuildError::Knowledge)?;
     let fhir = FhirClient::new(settings.fhir.clone())?;
     Ok(CdsService::new(
         Arc::new(knowledge),
@@ -276,7 +276,9 @@ pub fn build_service(settings: &Settings) -> Result<CdsService, String> {
 
 fn serve(settings: Settings, allow_unauthenticated: bool) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(&settings, allow_unauthenticated, Clock::System).await?;
+        let app = Application::build(&settings, allow_unauthenticated, Clock::System)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(
             bind = %settings.server.bind,
             port = app.port(),

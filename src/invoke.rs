@@ -11,11 +11,11 @@ use tracing::Instrument;
 use crate::auth::FhirAccess;
 use crate::cards::{CardContext, render_cards};
 use crate::engine::{Engine, Quieted, RuleFailure, Withheld};
-use crate::fhir::{FhirClient, GatherError, gather};
+use crate::fhir::{FhirClient, GatherError, HttpClientError, gather};
 use crate::hooks::response::CdsResponse;
 use crate::hooks::{RequestError, parse_hook_call};
-use crate::knowledge::Knowledge;
 use crate::knowledge::rule::Indicator;
+use crate::knowledge::{Knowledge, KnowledgeError};
 use crate::store::history::{History, Snooze};
 use crate::store::{ClientScope, IssuedCard};
 
@@ -45,6 +45,17 @@ impl From<GatherError> for InvokeError {
             GatherError::BadRequest(e) => InvokeError::BadRequest(e),
         }
     }
+}
+
+/// Why the service could not be built from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceBuildError {
+    /// A knowledge file is broken (the message names it).
+    #[error("knowledge error in {0}")]
+    Knowledge(#[source] KnowledgeError),
+    /// The FHIR client could not be built.
+    #[error(transparent)]
+    FhirClient(#[from] HttpClientError),
 }
 
 /// A successful invocation: the response and what happened along the way.

@@ -20,7 +20,7 @@ use crate::hooks::template::{RenderError, TokenValues};
 use crate::hooks::{Hook, HookCall, RequestError};
 use crate::knowledge::services::Service;
 use documents::{Document, add_document, add_draft_orders, add_medications_only};
-pub use fetch::{FetchError, FhirClient, FhirClientSettings};
+pub use fetch::{FetchError, FhirClient, FhirClientSettings, HttpClientError};
 use record::IssueTopic;
 pub use record::PatientRecord;
 

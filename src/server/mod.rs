@@ -23,13 +23,15 @@ use tracing_actix_web::TracingLogger;
 
 use std::sync::Arc;
 
-use crate::auth::{Authenticator, FhirAccess, InMemoryReplayCache, ReplayCache};
+use crate::auth::{
+    AuthConfigError, Authenticator, FhirAccess, FhirServerError, InMemoryReplayCache, ReplayCache,
+    SharedReplayCache,
+};
 use crate::config::Settings;
-use crate::invoke::CdsService;
-use crate::store::Store;
+use crate::invoke::{CdsService, ServiceBuildError};
 use crate::store::history::History;
-use crate::store::replay::SharedReplayCache;
-use admin_token::AdminToken;
+use crate::store::{Store, StoreError};
+use admin_token::{AdminToken, AdminTokenTooShort};
 
 /// Where the evaluation time comes from.
 #[derive(Debug, Clone, Copy, Default)]
@@ -85,6 +87,50 @@ pub struct AppState {
     pub admin_token: Option<AdminToken>,
 }
 
+/// Why the service could not start; the message names the setting to change.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// `admin.token` is too short.
+    #[error(transparent)]
+    AdminToken(#[from] AdminTokenTooShort),
+    /// The database could not be opened (its URL shown without a password).
+    #[error("{source} ({url})")]
+    Store {
+        /// `store.database_url`, its password masked.
+        url: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The card history could not be started.
+    #[error(transparent)]
+    History(StoreError),
+    /// The knowledge or the FHIR client.
+    #[error(transparent)]
+    Service(#[from] ServiceBuildError),
+    /// An `auth.trial_fhir_servers` entry cannot be allowed.
+    #[error("auth.trial_fhir_servers: {0}")]
+    TrialFhirServers(#[source] FhirServerError),
+    /// The `[auth]` settings.
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    /// Authentication is required and no client is trusted.
+    #[error(
+        "authentication is required but no trusted client is configured: add an [[auth.clients]] \
+         section to the configuration (see README), or pass --allow-unauthenticated for a local trial"
+    )]
+    NoTrustedClient,
+    /// `server.bind` cannot be listened on.
+    #[error("cannot listen on {bind}: {source}")]
+    Listen {
+        /// `server.bind`.
+        bind: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// A bound, not yet running, server.
 pub struct Application {
     port: u16,
@@ -101,11 +147,15 @@ impl Application {
         settings: &Settings,
         allow_unauthenticated: bool,
         clock: Clock,
-    ) -> Result<Application, String> {
+    ) -> Result<Application, StartupError> {
         AdminToken::from_setting(settings.admin.token.as_deref())?;
-        let store = Store::connect(&settings.store)
-            .await
-            .map_err(|e| format!("{e} ({})", redact_url(&settings.store.database_url)))?;
+        let store =
+            Store::connect(&settings.store)
+                .await
+                .map_err(|source| StartupError::Store {
+                    url: redact_url(&settings.store.database_url),
+                    source,
+                })?;
         let history = History::start(
             store.clone(),
             &settings.store,
@@ -113,14 +163,14 @@ impl Application {
             clock.now(),
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(StartupError::History)?;
         let service = crate::cli::build_service(settings)?.with_history(history, true);
         let auth = if allow_unauthenticated {
             tracing::warn!(
                 "authentication is DISABLED (--allow-unauthenticated): for local trials only; any caller can use this service"
             );
             let trial_access = FhirAccess::to_servers(&settings.auth.trial_fhir_servers, true)
-                .map_err(|e| format!("auth.trial_fhir_servers: {e}"))?;
+                .map_err(StartupError::TrialFhirServers)?;
             AuthMode::Disabled { trial_access }
         } else {
             // With PostgreSQL the replay cache lives in the database, so the instances sharing it
@@ -137,28 +187,28 @@ impl Application {
             };
             let authenticator = Authenticator::new(&settings.auth, replay).await?;
             if !authenticator.has_clients() {
-                return Err("authentication is required but no trusted client is configured: add an [[auth.clients]] \
-                     section to the configuration (see README), or pass --allow-unauthenticated for a local trial"
-                    .to_owned());
+                return Err(StartupError::NoTrustedClient);
             }
             AuthMode::Required(Arc::new(authenticator))
         };
         Self::bind(settings, service, auth, clock)
-            .map_err(|e| format!("cannot listen on {}: {e}", settings.server.bind))
     }
 
     /// Binds the listener for an already-built service and authentication mode; an
-    /// `admin.token` shorter than 32 bytes is an `InvalidInput` error.
+    /// `admin.token` shorter than 32 bytes is refused.
     pub fn bind(
         settings: &Settings,
         service: CdsService,
         auth: AuthMode,
         clock: Clock,
-    ) -> std::io::Result<Application> {
-        let admin_token = AdminToken::from_setting(settings.admin.token.as_deref())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let listener = TcpListener::bind(&settings.server.bind)?;
-        let port = listener.local_addr()?.port();
+    ) -> Result<Application, StartupError> {
+        let admin_token = AdminToken::from_setting(settings.admin.token.as_deref())?;
+        let listen_error = |source| StartupError::Listen {
+            bind: settings.server.bind.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&settings.server.bind).map_err(listen_error)?;
+        let port = listener.local_addr().map_err(listen_error)?.port();
         let state = AppState {
             service,
             max_body_bytes: settings.server.max_body_bytes,
@@ -181,7 +231,8 @@ impl Application {
         })
         .client_request_timeout(Duration::from_millis(settings.server.header_timeout_ms))
         .client_disconnect_timeout(Duration::from_millis(settings.server.disconnect_timeout_ms))
-        .listen(listener)?;
+        .listen(listener)
+        .map_err(listen_error)?;
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
         }

@@ -85,18 +85,38 @@ pub enum StoreError {
     /// The migrations could not be applied.
     #[error("migrations: {0}")]
     Migrations(#[from] sqlx::migrate::MigrateError),
-    /// `store.database_url` cannot be used as it is.
-    #[error("store.database_url: {0}")]
-    Url(String),
+    /// `store.database_url` is a `sqlite:` URL without a file path.
+    #[error(
+        "store.database_url: '{0}' names no database file: write sqlite://path/to/cramp-cds.db"
+    )]
+    NoDatabaseFile(String),
+    /// `store.database_url` is an in-memory SQLite database.
+    #[error(
+        "store.database_url: '{0}' is an in-memory database, which would lose every card and feedback on restart: \
+         name a file, e.g. sqlite://cramp-cds.db"
+    )]
+    InMemory(String),
+    /// The SQLite file does not exist and `store.create_if_missing` is false.
+    #[error(
+        "store.database_url: there is no database at {0}, and store.create_if_missing is false: restore the \
+         database, or set store.create_if_missing = true to start a new, empty one"
+    )]
+    NotCreated(String),
     /// The SQLite file was deleted or replaced under the running service.
     #[error(
         "the database file {0} was removed or replaced while the service ran; nothing more is written \
          to it: restore it from a backup and restart"
     )]
     FileGone(String),
-    /// A file system operation failed.
-    #[error("{0}")]
-    Io(String),
+    /// The directory of a new SQLite file could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDirectory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Whose cards and feedback these are: the client (JWT issuer) and the tenant its token named.
@@ -578,16 +598,15 @@ async fn insert_feedback(
 /// Creates a SQLite database file, loudly: a new file means a new patient key and no history.
 async fn create_sqlite_file(path: &str, allowed: bool) -> Result<(), StoreError> {
     if !allowed {
-        return Err(StoreError::Url(format!(
-            "there is no database at {path}, and store.create_if_missing is false: restore the \
-             database, or set store.create_if_missing = true to start a new, empty one"
-        )));
+        return Err(StoreError::NotCreated(path.to_owned()));
     }
     if let Some(parent) = Path::new(path).parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDirectory {
+            path: parent.to_owned(),
+            source,
+        })?;
     }
     tracing::warn!(
         path,
@@ -639,15 +658,10 @@ fn sqlite_path(url: &str) -> Result<&str, StoreError> {
         .unwrap_or(url);
     let path = rest.split('?').next().unwrap_or("");
     if path.is_empty() {
-        return Err(StoreError::Url(format!(
-            "'{url}' names no database file: write sqlite://path/to/cramp-cds.db"
-        )));
+        return Err(StoreError::NoDatabaseFile(url.to_owned()));
     }
     if path == ":memory:" || rest.contains("mode=memory") {
-        return Err(StoreError::Url(format!(
-            "'{url}' is an in-memory database, which would lose every card and feedback on restart: \
-             name a file, e.g. sqlite://cramp-cds.db"
-        )));
+        return Err(StoreError::InMemory(url.to_owned()));
     }
     Ok(path)
 }
@@ -664,4 +678,50 @@ async fn stored_patient_key(pool: &AnyPool) -> Result<Vec<u8>, StoreError> {
         .await?
         .try_get(0)?;
     Ok(key.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn a_sqlite_url_without_a_file_or_in_memory_is_refused_by_kind() {
+        assert!(matches!(
+            sqlite_path("sqlite://"),
+            Err(StoreError::NoDatabaseFile(_))
+        ));
+        assert!(matches!(
+            sqlite_path("sqlite::memory:"),
+            Err(StoreError::InMemory(_))
+        ));
+        assert_eq!(
+            sqlite_path("sqlite://data/cds.db?mode=rwc").ok(),
+            Some("data/cds.db")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_directory_that_cannot_be_created_keeps_the_io_error_as_source() {
+        let blocker =
+            std::env::temp_dir().join(format!("cramp-cds-blocker-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&blocker, b"a file, not a directory").unwrap();
+        let path = blocker.join("sub").join("cds.db");
+        let error = create_sqlite_file(path.to_str().unwrap(), true)
+            .await
+            .expect_err("refused");
+        let _ = std::fs::remove_file(&blocker);
+        assert!(
+            matches!(error, StoreError::CreateDirectory { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().starts_with("cannot create "), "{error}");
+        assert!(
+            error
+                .source()
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .is_some()
+        );
+    }
 }

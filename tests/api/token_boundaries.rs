@@ -517,7 +517,10 @@ async fn the_service_refuses_to_start_with_an_admin_token_shorter_than_32_bytes(
     settings.store.database_url = crate::helpers::temp_database_url();
     settings.admin.token = Some("s".repeat(31));
     let refused = Application::build(&settings, true, Clock::Fixed(now())).await;
-    let message = refused.err().expect("a 31-byte admin token is refused");
+    let message = refused
+        .err()
+        .expect("a 31-byte admin token is refused")
+        .to_string();
     assert!(message.contains("admin.token"), "{message}");
     assert!(message.contains("32"), "{message}");
 

@@ -270,7 +270,7 @@ pub fn build_service(settings: &Settings) -> Result<CdsService, ServiceBuildErro
     Ok(CdsService::new(
         Arc::new(knowledge),
         fhir,
-        settings.server.public_base_url(),
+        settings.server.public_base_url()?,
     ))
 }
 

@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use crate::auth::FhirAccess;
 use crate::cards::{CardContext, render_cards};
+use crate::config::PublicBaseUrlError;
 use crate::engine::{Engine, Quieted, RuleFailure, Withheld};
 use crate::fhir::{FhirClient, GatherError, HttpClientError, gather};
 use crate::hooks::response::CdsResponse;
@@ -56,6 +57,9 @@ pub enum ServiceBuildError {
     /// The FHIR client could not be built.
     #[error(transparent)]
     FhirClient(#[from] HttpClientError),
+    /// `server.public_base_url` (the base of the cards' rule links) is not a base URL.
+    #[error(transparent)]
+    PublicBaseUrl(#[from] PublicBaseUrlError),
 }
 
 /// A successful invocation: the response and what happened along the way.

@@ -27,7 +27,7 @@ use crate::auth::{
     AuthConfigError, Authenticator, FhirAccess, FhirServerError, InMemoryReplayCache, ReplayCache,
     SharedReplayCache,
 };
-use crate::config::Settings;
+use crate::config::{PublicBaseUrlError, Settings};
 use crate::invoke::{CdsService, ServiceBuildError};
 use crate::store::history::History;
 use crate::store::{Store, StoreError};
@@ -120,6 +120,9 @@ pub enum StartupError {
          section to the configuration (see README), or pass --allow-unauthenticated for a local trial"
     )]
     NoTrustedClient,
+    /// `server.public_base_url` is not a base URL.
+    #[error(transparent)]
+    PublicBaseUrl(#[from] PublicBaseUrlError),
     /// `server.bind` cannot be listened on.
     #[error("cannot listen on {bind}: {source}")]
     Listen {
@@ -148,7 +151,7 @@ impl Application {
         allow_unauthenticated: bool,
         clock: Clock,
     ) -> Result<Application, StartupError> {
-        AdminToken::from_setting(settings.admin.token.as_deref())?;
+        AdminToken::from_setting(settings.admin.token.as_ref())?;
         let store =
             Store::connect(&settings.store)
                 .await
@@ -202,7 +205,7 @@ impl Application {
         auth: AuthMode,
         clock: Clock,
     ) -> Result<Application, StartupError> {
-        let admin_token = AdminToken::from_setting(settings.admin.token.as_deref())?;
+        let admin_token = AdminToken::from_setting(settings.admin.token.as_ref())?;
         let listen_error = |source| StartupError::Listen {
             bind: settings.server.bind.clone(),
             source,
@@ -216,7 +219,7 @@ impl Application {
             hook_deadline: Duration::from_millis(settings.server.hook_deadline_ms),
             clock,
             auth,
-            public_base_url: settings.server.public_base_url(),
+            public_base_url: settings.server.public_base_url()?,
             admin_token,
         };
         let origins = settings.server.allowed_origins.clone();

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -26,8 +27,10 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migration
 pub struct StoreSettings {
     /// `sqlite://path` (created on first start unless `create_if_missing` is false) or `postgres://...`.
     pub database_url: String,
-    /// Secret key of the patient hash; generated and kept in the database when unset.
-    pub patient_key: Option<String>,
+    /// Secret key of the patient hash; generated and kept in the database when unset. A
+    /// secret: its `Debug` is redacted and it is never serialised.
+    #[serde(skip_serializing)]
+    pub patient_key: Option<SecretString>,
     /// Most history entries waiting to be written; beyond it the oldest are dropped.
     pub queue_capacity: usize,
     /// Most entries written in one transaction.
@@ -245,7 +248,7 @@ fn file_identity(path: &str) -> Option<(u64, u64)> {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    patient_key: Vec<u8>,
+    patient_key: SecretSlice<u8>,
     single_instance: bool,
     file: Option<DatabaseFile>,
 }
@@ -306,7 +309,9 @@ impl Store {
             .await?;
         MIGRATIONS.run(&pool).await?;
         let patient_key = match &settings.patient_key {
-            Some(key) if !key.is_empty() => key.as_bytes().to_vec(),
+            Some(key) if !key.expose_secret().is_empty() => {
+                SecretSlice::from(key.expose_secret().as_bytes().to_vec())
+            }
             _ => stored_patient_key(&pool).await?,
         };
         Ok(Store {
@@ -320,8 +325,8 @@ impl Store {
     /// The keyed hash that stands for a patient id of one client: the same id sent by two
     /// EHRs is two patients, and the local scope keeps the hash of earlier versions.
     pub fn patient_hash(&self, client: &ClientScope, patient_id: &str) -> String {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.patient_key).expect("HMAC takes any key length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.patient_key.expose_secret())
+            .expect("HMAC takes any key length");
         if !client.as_str().is_empty() {
             mac.update(&(client.as_str().len() as u64).to_be_bytes());
             mac.update(client.as_str().as_bytes());
@@ -666,7 +671,7 @@ fn sqlite_path(url: &str) -> Result<&str, StoreError> {
     Ok(path)
 }
 
-async fn stored_patient_key(pool: &AnyPool) -> Result<Vec<u8>, StoreError> {
+async fn stored_patient_key(pool: &AnyPool) -> Result<SecretSlice<u8>, StoreError> {
     let generated = hex::encode(uuid::Uuid::new_v4().as_bytes())
         + &hex::encode(uuid::Uuid::new_v4().as_bytes());
     sqlx::query("INSERT INTO service_secrets (name, value) VALUES ('patient_key', $1) ON CONFLICT (name) DO NOTHING")
@@ -677,7 +682,7 @@ async fn stored_patient_key(pool: &AnyPool) -> Result<Vec<u8>, StoreError> {
         .fetch_one(pool)
         .await?
         .try_get(0)?;
-    Ok(key.into_bytes())
+    Ok(SecretSlice::from(key.into_bytes()))
 }
 
 #[cfg(test)]

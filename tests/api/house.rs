@@ -1,0 +1,76 @@
+//! The house: what start-up checks in the settings before the service answers anyone, and
+//! what it never prints.
+
+use std::process::Command;
+
+use cramp_cds::config::Settings;
+use cramp_cds::server::{Application, Clock};
+
+use crate::helpers::{now, temp_database_url};
+
+const BAD_BASE_URLS: [&str; 6] = [
+    "cds.example",
+    "ftp://cds.example",
+    "https://cds.example/cds?tenant=a",
+    "https://cds.example/cds#top",
+    "http://",
+    "https://:443/cds",
+];
+
+#[actix_web::test]
+async fn the_service_refuses_to_start_with_a_public_base_url_that_is_no_base_url() {
+    for value in BAD_BASE_URLS {
+        let mut settings = Settings::default();
+        settings.server.bind = "127.0.0.1:0".to_owned();
+        settings.store.database_url = temp_database_url();
+        settings.server.public_base_url = Some(value.to_owned());
+        let refused = Application::build(&settings, true, Clock::Fixed(now())).await;
+        let message = refused.err().expect(value).to_string();
+        assert!(
+            message.contains("server.public_base_url"),
+            "{value}: {message}"
+        );
+        assert!(message.contains(value), "{value}: {message}");
+    }
+    let mut settings = Settings::default();
+    settings.server.bind = "127.0.0.1:0".to_owned();
+    settings.store.database_url = temp_database_url();
+    settings.server.public_base_url = Some("https://cds.example/cds/".to_owned());
+    assert!(
+        Application::build(&settings, true, Clock::Fixed(now()))
+            .await
+            .is_ok(),
+        "an https base URL with a path starts"
+    );
+}
+
+#[test]
+fn serve_exits_naming_server_public_base_url_when_it_has_a_query() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
+        .args(["serve", "--allow-unauthenticated", "--bind", "127.0.0.1:0"])
+        .env(
+            "CRAMP_CDS_SERVER__PUBLIC_BASE_URL",
+            "https://cds.example/?tenant=a",
+        )
+        .env("CRAMP_CDS_STORE__DATABASE_URL", temp_database_url())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("server.public_base_url 'https://cds.example/?tenant=a'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_admin_token_and_patient_key_never_appear_in_the_debug_of_the_settings() {
+    let token = "house-test-admin-token-0123456789abcdef";
+    let key = "house-test-patient-key-0123456789";
+    let mut settings = Settings::default();
+    settings.admin.token = Some(token.into());
+    settings.store.patient_key = Some(key.into());
+    let printed = format!("{settings:#?}");
+    assert!(!printed.contains(token), "{printed}");
+    assert!(!printed.contains(key), "{printed}");
+}

@@ -12,7 +12,7 @@ use crate::auth::FhirAccess;
 use crate::cards::{CardContext, render_cards};
 use crate::config::PublicBaseUrlError;
 use crate::engine::{Engine, Quieted, RuleFailure, Withheld};
-use crate::fhir::{FhirClient, GatherError, HttpClientError, gather};
+use crate::fhir::{FetchTally, FhirClient, GatherError, HttpClientError, gather};
 use crate::hooks::response::CdsResponse;
 use crate::hooks::{RequestError, parse_hook_call};
 use crate::knowledge::rule::Indicator;
@@ -81,6 +81,16 @@ pub struct Invocation {
     pub suppressed: Vec<Snooze>,
 }
 
+/// An invocation's answer, and what it did on the way that the edge may count (the core
+/// keeps no metrics).
+#[derive(Debug)]
+pub struct Answer {
+    /// The invocation, or why it could not be answered with cards.
+    pub result: Result<Invocation, InvokeError>,
+    /// Prefetch keys fetched from the FHIR server, whatever the result.
+    pub fhir_fetches: FetchTally,
+}
+
 /// The CDS service: knowledge plus FHIR access.
 #[derive(Debug, Clone)]
 pub struct CdsService {
@@ -127,12 +137,45 @@ impl CdsService {
         access: &FhirAccess,
         client: &ClientScope,
     ) -> Result<Invocation, InvokeError> {
+        self.answer(service_id, body, now, access, client)
+            .await
+            .result
+    }
+
+    /// [`invoke`](Self::invoke), also telling what the invocation fetched on the way.
+    pub async fn answer(
+        &self,
+        service_id: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+        access: &FhirAccess,
+        client: &ClientScope,
+    ) -> Answer {
+        let mut fhir_fetches = FetchTally::default();
+        let result = self
+            .answer_counting(service_id, body, now, access, client, &mut fhir_fetches)
+            .await;
+        Answer {
+            result,
+            fhir_fetches,
+        }
+    }
+
+    async fn answer_counting(
+        &self,
+        service_id: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+        access: &FhirAccess,
+        client: &ClientScope,
+        fhir_fetches: &mut FetchTally,
+    ) -> Result<Invocation, InvokeError> {
         let service = self
             .knowledge
             .service(service_id)
             .ok_or_else(|| InvokeError::UnknownService(service_id.to_owned()))?;
         let call = parse_hook_call(body, service.hook)?;
-        let record = gather(
+        let gathered = gather(
             &call,
             service,
             &service.needed_resource_types,
@@ -140,7 +183,9 @@ impl CdsService {
             access,
         )
         .instrument(tracing::debug_span!("gather_patient_data"))
-        .await?;
+        .await;
+        *fhir_fetches = gathered.fetches;
+        let record = gathered.record?;
         let mut evaluation = {
             let _span = tracing::debug_span!("evaluate_rules").entered();
             Engine::new(&self.knowledge).evaluate(&record, call.hook, now)
@@ -185,18 +230,6 @@ impl CdsService {
                 &self.knowledge.cards,
             )
         };
-        for card in &cards {
-            let rule = card
-                .source
-                .topic
-                .as_ref()
-                .map(|t| t.code.as_str())
-                .unwrap_or("");
-            crate::metrics::METRICS
-                .cards
-                .with_label_values(&[rule, card.indicator.as_str()])
-                .inc();
-        }
         tracing::debug!(
             hook = %call.hook,
             cards = cards.len(),

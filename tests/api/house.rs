@@ -6,7 +6,8 @@ use std::process::Command;
 use cramp_cds::config::Settings;
 use cramp_cds::server::{Application, Clock};
 
-use crate::helpers::{now, temp_database_url};
+use crate::fallback::{app_allowed_to_call, request_without_prefetch, resources_of};
+use crate::helpers::{FhirTestServer, TestApp, now, temp_database_url};
 
 const BAD_BASE_URLS: [&str; 6] = [
     "cds.example",
@@ -73,4 +74,45 @@ fn the_admin_token_and_patient_key_never_appear_in_the_debug_of_the_settings() {
     let printed = format!("{settings:#?}");
     assert!(!printed.contains(token), "{printed}");
     assert!(!printed.contains(key), "{printed}");
+}
+
+/// The value of the Prometheus sample `name` (0 when the series does not exist yet).
+async fn sample(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[actix_web::test]
+async fn the_server_counts_the_fhir_fetches_and_cards_that_the_invocation_reports() {
+    let fixture = "diuretic-low-magnesium-mmol.fire";
+    let fhir = FhirTestServer::start(resources_of(fixture), 50).await;
+    let app = app_allowed_to_call(&fhir.base_url).await;
+    let fetched = "cramp_cds_fhir_fetches_total{outcome=\"ok\"}";
+    let carded = "cramp_cds_cards_total{indicator=\"warning\",rule=\"diuretic-low-magnesium\"}";
+    let (fetched_before, carded_before) = (sample(&app, fetched).await, sample(&app, carded).await);
+    let body = request_without_prefetch(fixture, &fhir.base_url);
+    let response = app
+        .post_hook(
+            "cramp-numbness-patient-view",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let keys = fhir.received().len() as f64;
+    assert!(keys >= 5.0, "{keys}");
+    assert!(
+        sample(&app, fetched).await - fetched_before >= keys,
+        "one count per prefetch key fetched"
+    );
+    assert!(sample(&app, carded).await - carded_before >= 1.0);
 }

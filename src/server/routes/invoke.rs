@@ -5,6 +5,7 @@ use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 
 use super::accept_service_request;
+use crate::fhir::FetchTally;
 use crate::hooks::response::CdsResponse;
 use crate::server::AppState;
 use crate::server::errors::ApiError;
@@ -33,7 +34,7 @@ pub async fn invoke(
 ) -> Result<HttpResponse, ApiError> {
     let service_id = path.into_inner();
     let (caller, body) = accept_service_request(&state, &request, &service_id, payload).await?;
-    let invocation = AssertUnwindSafe(state.service.invoke(
+    let answer = AssertUnwindSafe(state.service.answer(
         &service_id,
         &body,
         state.clock.now(),
@@ -45,8 +46,9 @@ pub async fn invoke(
     .map_err(|_| {
         tracing::error!(service = %service_id, "hook evaluation panicked; answered 500");
         ApiError::Internal
-    })?
-    .map_err(|e| {
+    })?;
+    count_fetches(&answer.fhir_fetches);
+    let invocation = answer.result.map_err(|e| {
         // Messages may quote request values (patient ids among them): only at debug, escaped.
         let part = match &e {
             crate::invoke::InvokeError::UnknownService(_) => "service".to_owned(),
@@ -64,7 +66,34 @@ pub async fn invoke(
             "some rules failed and were skipped"
         );
     }
+    count_cards(&invocation.response);
     Ok(HttpResponse::Ok().json(invocation.response))
+}
+
+/// `cramp_cds_fhir_fetches_total{outcome}`: the prefetch keys fetched from the FHIR server.
+fn count_fetches(fetches: &FetchTally) {
+    let counter = &crate::metrics::METRICS.fhir_fetches;
+    for (outcome, count) in [("ok", fetches.ok), ("error", fetches.failed)] {
+        if count > 0 {
+            counter.with_label_values(&[outcome]).inc_by(count);
+        }
+    }
+}
+
+/// `cramp_cds_cards_total{rule,indicator}`: the cards answered.
+fn count_cards(response: &CdsResponse) {
+    for card in &response.cards {
+        let rule = card
+            .source
+            .topic
+            .as_ref()
+            .map(|t| t.code.as_str())
+            .unwrap_or("");
+        crate::metrics::METRICS
+            .cards
+            .with_label_values(&[rule, card.indicator.as_str()])
+            .inc();
+    }
 }
 
 /// [`invoke`] within `server.hook_deadline_ms`: an invocation still running then is

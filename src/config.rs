@@ -13,6 +13,7 @@ use crate::fhir::FhirClientSettings;
 use crate::knowledge::KnowledgeSource;
 use crate::store::StoreSettings;
 use crate::store::history::SuppressionSettings;
+pub use crate::telemetry::{LogFormat, LogSettings};
 
 /// All settings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -157,36 +158,6 @@ impl KnowledgeSettings {
         match &self.dir {
             Some(dir) => KnowledgeSource::Directory(dir.clone()),
             None => KnowledgeSource::BuiltIn,
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Logging settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogSettings {
-    /// A `tracing` filter such as `info` or `cramp_cds=debug`; `RUST_LOG` wins when set.
-    pub level: String,
-    /// Output format.
-    pub format: LogFormat,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        LogSettings {
-            level: "info".to_owned(),
-            format: LogFormat::Text,
         }
     }
 }

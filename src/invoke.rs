@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::auth::FhirAccess;
 use crate::cards::{CardContext, render_cards};
-use crate::config::PublicBaseUrlError;
+use crate::config::{PublicBaseUrlError, Settings};
 use crate::engine::{Engine, Quieted, RuleFailure, Withheld};
 use crate::fhir::{FetchTally, FhirClient, GatherError, HttpClientError, gather};
 use crate::hooks::response::CdsResponse;
@@ -113,6 +113,20 @@ impl CdsService {
             history: None,
             record_cards: false,
         }
+    }
+
+    /// The service the settings describe: the configured knowledge, a FHIR client and the
+    /// public base URL of the cards' rule links. The composition root of `serve` and
+    /// `evaluate`; a broken knowledge file is named in the error.
+    pub fn from_settings(settings: &Settings) -> Result<CdsService, ServiceBuildError> {
+        let knowledge =
+            Knowledge::load(&settings.knowledge.source()).map_err(ServiceBuildError::Knowledge)?;
+        let fhir = FhirClient::new(settings.fhir.clone())?;
+        Ok(CdsService::new(
+            Arc::new(knowledge),
+            fhir,
+            settings.server.public_base_url()?,
+        ))
     }
 
     /// Uses `history` for suppression, and records issued cards in it when `record_cards`.

@@ -5,7 +5,6 @@
 //! client gets the same cards. A failure's reason is logged (without the token)
 //! and the caller gets a bare 401.
 
-pub mod fhir_access;
 pub mod keys;
 pub mod replay;
 pub mod shared_replay;
@@ -18,7 +17,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
-pub use fhir_access::{FhirAccess, FhirServerError};
+pub use crate::fhir::{FhirAccess, FhirServerError};
 use keys::{FetchPolicy, KeyFileError, KeySource, KeyStore, KeyStoreError};
 pub use replay::{InMemoryReplayCache, ReplayCache, ReplayCacheError};
 pub use shared_replay::SharedReplayCache;

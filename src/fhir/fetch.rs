@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::auth::fhir_access::is_under;
+use super::access::is_under;
 use crate::http_body::{BodyError, read_limited};
 
 /// Settings for FHIR server access.

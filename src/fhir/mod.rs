@@ -6,6 +6,7 @@
 //! read from the prefetch nor fetched, the answer is [`GatherError::MissingData`]
 //! (HTTP 412, as CDS Hooks 2.0 requires).
 
+pub mod access;
 pub mod documents;
 pub mod dose;
 pub mod fetch;
@@ -15,10 +16,10 @@ use std::collections::BTreeSet;
 
 use futures::future::join_all;
 
-use crate::auth::FhirAccess;
 use crate::hooks::template::{RenderError, TokenValues};
 use crate::hooks::{Hook, HookCall, RequestError};
 use crate::knowledge::services::Service;
+pub use access::{FhirAccess, FhirServerError};
 use documents::{Document, add_document, add_draft_orders, add_medications_only};
 pub use fetch::{FetchError, FhirClient, FhirClientSettings, HttpClientError};
 use record::IssueTopic;

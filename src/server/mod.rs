@@ -167,7 +167,7 @@ impl Application {
         )
         .await
         .map_err(StartupError::History)?;
-        let service = crate::cli::build_service(settings)?.with_history(history, true);
+        let service = CdsService::from_settings(settings)?.with_history(history, true);
         let auth = if allow_unauthenticated {
             tracing::warn!(
                 "authentication is DISABLED (--allow-unauthenticated): for local trials only; any caller can use this service"

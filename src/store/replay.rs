@@ -1,6 +1,6 @@
 //! The JWT replay cache's rows in the database: a `(issuer, jti)` is inserted once, and
 //! rows long past their keep-until are swept. Not for deciding what a database outage
-//! means for authentication: that is `crate::auth::shared_replay`'s.
+//! means for authentication: that is the authentication module's (`auth/shared_replay.rs`).
 
 use chrono::{DateTime, Utc};
 

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::server::AppState;
 use crate::server::errors::ApiError;
+use crate::store::report::parse_since;
 
 /// `GET /admin/report`: the override-rate report, for the admin bearer token only.
 pub async fn admin_report(
@@ -30,11 +31,11 @@ pub async fn admin_report(
     let since = query
         .since
         .as_deref()
-        .map(crate::cli::parse_since)
+        .map(parse_since)
         .transpose()
-        .map_err(|message| ApiError::BadRequest {
+        .map_err(|e| ApiError::BadRequest {
             field: "since".to_owned(),
-            message,
+            message: e.to_string(),
         })?;
     let history = state.service.history().ok_or(ApiError::Internal)?;
     if let Err(e) = history.flush().await {

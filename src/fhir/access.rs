@@ -96,7 +96,7 @@ impl FhirAccess {
 /// A path holding `%2e`, `%2f` or `%5c` (any case) is never under anything.
 ///
 /// ```
-/// use cramp_cds::auth::fhir_access::is_under;
+/// use cramp_cds::fhir::access::is_under;
 /// use url::Url;
 ///
 /// let base = Url::parse("https://ehr.example/fhir").unwrap();

@@ -7,7 +7,7 @@ use cramp_cds::config::Settings;
 use cramp_cds::server::{Application, Clock};
 
 use crate::fallback::{app_allowed_to_call, request_without_prefetch, resources_of};
-use crate::helpers::{FhirTestServer, TestApp, now, temp_database_url};
+use crate::helpers::{FhirTestServer, TestApp, now, spawn_app_with, temp_database_url};
 
 const BAD_BASE_URLS: [&str; 6] = [
     "cds.example",
@@ -115,4 +115,54 @@ async fn the_server_counts_the_fhir_fetches_and_cards_that_the_invocation_report
         "one count per prefetch key fetched"
     );
     assert!(sample(&app, carded).await - carded_before >= 1.0);
+}
+
+/// Copies the directory `from` into `to`, recursively.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_openapi_service_ids_are_those_of_the_loaded_knowledge() {
+    let dir = tempfile::tempdir().unwrap();
+    let knowledge = dir.path().join("cds-hooks");
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-hooks"),
+        &knowledge,
+    );
+    let services = knowledge.join("services.json");
+    let text = std::fs::read_to_string(&services).unwrap();
+    assert!(text.contains("\"cramp-numbness-order-sign\""));
+    std::fs::write(
+        &services,
+        text.replace("\"cramp-numbness-order-sign\"", "\"house-order-sign\""),
+    )
+    .unwrap();
+    let app = spawn_app_with(|s| s.knowledge.dir = Some(knowledge.clone())).await;
+    let get = |path: &str| app.http.get(format!("{}{path}", app.address)).send();
+    let document: serde_json::Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    let discovery: serde_json::Value = get("/cds-services").await.unwrap().json().await.unwrap();
+    let offered: Vec<&str> = discovery["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(offered.contains(&"house-order-sign"), "{offered:?}");
+    let documented: Vec<&str> = document["components"]["schemas"]["ServiceId"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    assert_eq!(documented, offered);
 }

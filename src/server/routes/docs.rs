@@ -16,8 +16,8 @@ pub async fn rule_page(state: web::Data<AppState>, path: web::Path<String>) -> H
     }
 }
 
-/// `GET /openapi.json`: this service's OpenAPI 3 description.
-pub async fn openapi() -> HttpResponse {
-    use utoipa::OpenApi;
-    HttpResponse::Ok().json(crate::server::openapi::ApiDoc::openapi())
+/// `GET /openapi.json`: this service's OpenAPI 3 description, its service ids those of the
+/// loaded knowledge.
+pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::server::openapi::document(&state.service.knowledge))
 }

@@ -145,7 +145,8 @@ impl Application {
     /// Loads the knowledge, sets up authentication and binds `settings.server.bind`.
     /// Authentication is required unless `allow_unauthenticated`; with it required and no
     /// trusted client configured, start-up fails with a message saying what to configure.
-    /// An `admin.token` shorter than 32 bytes fails start-up too.
+    /// An `admin.token` shorter than 32 bytes, or a `server.public_base_url` that is no
+    /// http(s) base URL, fails start-up too.
     pub async fn build(
         settings: &Settings,
         allow_unauthenticated: bool,

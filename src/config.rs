@@ -164,8 +164,15 @@ impl KnowledgeSettings {
 
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct ConfigError(String);
+pub enum ConfigError {
+    /// The configuration file named does not exist.
+    #[error("configuration: the file {} does not exist", .0.display())]
+    FileMissing(PathBuf),
+    /// The file or the environment holds a value the settings cannot take (figment names the
+    /// key and where it came from).
+    #[error("configuration: {0}")]
+    Invalid(#[source] Box<figment::Error>),
+}
 
 impl Settings {
     /// Loads defaults, then `file` (which must exist when given), then the environment.
@@ -173,10 +180,7 @@ impl Settings {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError(format!(
-                    "the file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError::FileMissing(path.to_owned()));
             }
             figment = figment.merge(Toml::file(path));
         }
@@ -187,7 +191,7 @@ impl Settings {
                     .split("__"),
             )
             .extract()
-            .map_err(|e| ConfigError(e.to_string()))
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 }
 
@@ -258,6 +262,22 @@ mod tests {
         assert!(!printed.contains(token), "{printed}");
         assert!(!printed.contains(key), "{printed}");
         assert!(printed.contains("REDACTED"), "{printed}");
+    }
+
+    #[test]
+    fn a_missing_file_or_an_unknown_key_is_a_configuration_error_naming_it() {
+        let missing = Settings::load(Some(Path::new("/no/such/cramp-cds.toml"))).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "configuration: the file /no/such/cramp-cds.toml does not exist"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cramp-cds.toml");
+        std::fs::write(&file, "[server]\npublic_base = \"https://cds.example\"\n").unwrap();
+        let invalid = Settings::load(Some(&file)).unwrap_err();
+        assert!(matches!(invalid, ConfigError::Invalid(_)));
+        assert!(invalid.to_string().contains("public_base"), "{invalid}");
+        assert!(std::error::Error::source(&invalid).is_some());
     }
 
     #[test]

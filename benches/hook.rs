@@ -30,7 +30,7 @@ fn hook_requests(c: &mut Criterion) {
         .unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
     let settings = Settings::default();
-    let plain = cramp_cds::cli::build_service(&settings).unwrap();
+    let plain = cramp_cds::invoke::CdsService::from_settings(&settings).unwrap();
     let directory = tempfile::tempdir().unwrap();
     let store_settings = StoreSettings {
         database_url: format!("sqlite://{}/bench.db", directory.path().display()),
@@ -41,7 +41,7 @@ fn hook_requests(c: &mut Criterion) {
         let history = History::start(store, &store_settings, Default::default(), now)
             .await
             .unwrap();
-        cramp_cds::cli::build_service(&settings)
+        cramp_cds::invoke::CdsService::from_settings(&settings)
             .unwrap()
             .with_history(history, true)
     });

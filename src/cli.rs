@@ -3,18 +3,17 @@
 //! knowledge.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::auth::FhirAccess;
 use crate::config::Settings;
-use crate::fhir::FhirClient;
 use crate::hooks::Hook;
 use crate::invoke::{CdsService, Invocation, InvokeError};
 use crate::knowledge::{Knowledge, KnowledgeSource};
 use crate::server::{Application, Clock};
+use crate::store::report::parse_since;
 
 /// cramp-cds: CDS Hooks 2.0 decision support for muscle cramps and numbness.
 #[derive(Debug, Parser)]
@@ -109,16 +108,6 @@ pub enum ReportFormat {
     Csv,
 }
 
-/// Parses a `--since` value: a date (midnight UTC) or an RFC 3339 date-time.
-pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|d| d.to_utc())
-        .map_err(|_| format!("'{text}' is neither a date (YYYY-MM-DD) nor an RFC 3339 date-time"))
-}
-
 /// How `evaluate` prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -162,7 +151,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             };
             let body = std::fs::read(&request)
                 .map_err(|e| format!("cannot read {}: {e}", request.display()))?;
-            let cds = build_service(&settings)?;
+            let cds = CdsService::from_settings(&settings).map_err(|e| e.to_string())?;
             let service_id = match service {
                 Some(id) => id,
                 None => service_for_request(&cds.knowledge, &body)?,
@@ -213,7 +202,11 @@ pub fn run(cli: Cli) -> Result<(), String> {
             config,
         } => {
             let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
-            let since = since.as_deref().map(parse_since).transpose()?;
+            let since = since
+                .as_deref()
+                .map(parse_since)
+                .transpose()
+                .map_err(|e| e.to_string())?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -262,21 +255,11 @@ pub fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// Loads the knowledge and builds the service, or says which file is broken.
-pub fn build_service(settings: &Settings) -> Result<CdsService, String> {
-    let source = settings.knowledge.source();
-    let knowledge = Knowledge::load(&source).map_err(|e| format!("knowledge error in {e}"))?;
-    let fhir = FhirClient::new(settings.fhir.clone())?;
-    Ok(CdsService::new(
-        Arc::new(knowledge),
-        fhir,
-        settings.server.public_base_url(),
-    ))
-}
-
 fn serve(settings: Settings, allow_unauthenticated: bool) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(&settings, allow_unauthenticated, Clock::System).await?;
+        let app = Application::build(&settings, allow_unauthenticated, Clock::System)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(
             bind = %settings.server.bind,
             port = app.port(),

@@ -10,12 +10,13 @@ use tracing::Instrument;
 
 use crate::auth::FhirAccess;
 use crate::cards::{CardContext, render_cards};
+use crate::config::{PublicBaseUrlError, Settings};
 use crate::engine::{Engine, Quieted, RuleFailure, Withheld};
-use crate::fhir::{FhirClient, GatherError, gather};
+use crate::fhir::{FetchTally, FhirClient, GatherError, HttpClientError, gather};
 use crate::hooks::response::CdsResponse;
 use crate::hooks::{RequestError, parse_hook_call};
-use crate::knowledge::Knowledge;
 use crate::knowledge::rule::Indicator;
+use crate::knowledge::{Knowledge, KnowledgeError};
 use crate::store::history::{History, Snooze};
 use crate::store::{ClientScope, IssuedCard};
 
@@ -47,6 +48,20 @@ impl From<GatherError> for InvokeError {
     }
 }
 
+/// Why the service could not be built from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceBuildError {
+    /// A knowledge file is broken (the message names it).
+    #[error("knowledge error in {0}")]
+    Knowledge(#[source] KnowledgeError),
+    /// The FHIR client could not be built.
+    #[error(transparent)]
+    FhirClient(#[from] HttpClientError),
+    /// `server.public_base_url` (the base of the cards' rule links) is not a base URL.
+    #[error(transparent)]
+    PublicBaseUrl(#[from] PublicBaseUrlError),
+}
+
 /// A successful invocation: the response and what happened along the way.
 #[derive(Debug)]
 pub struct Invocation {
@@ -64,6 +79,16 @@ pub struct Invocation {
     pub data_issues: Vec<String>,
     /// Cards not shown because a clinician snoozed their rule for this patient.
     pub suppressed: Vec<Snooze>,
+}
+
+/// An invocation's answer, and what it did on the way that the edge may count (the core
+/// keeps no metrics).
+#[derive(Debug)]
+pub struct Answer {
+    /// The invocation, or why it could not be answered with cards.
+    pub result: Result<Invocation, InvokeError>,
+    /// Prefetch keys fetched from the FHIR server, whatever the result.
+    pub fhir_fetches: FetchTally,
 }
 
 /// The CDS service: knowledge plus FHIR access.
@@ -90,6 +115,20 @@ impl CdsService {
         }
     }
 
+    /// The service the settings describe: the configured knowledge, a FHIR client and the
+    /// public base URL of the cards' rule links. The composition root of `serve` and
+    /// `evaluate`; a broken knowledge file is named in the error.
+    pub fn from_settings(settings: &Settings) -> Result<CdsService, ServiceBuildError> {
+        let knowledge =
+            Knowledge::load(&settings.knowledge.source()).map_err(ServiceBuildError::Knowledge)?;
+        let fhir = FhirClient::new(settings.fhir.clone())?;
+        Ok(CdsService::new(
+            Arc::new(knowledge),
+            fhir,
+            settings.server.public_base_url()?,
+        ))
+    }
+
     /// Uses `history` for suppression, and records issued cards in it when `record_cards`.
     pub fn with_history(mut self, history: History, record_cards: bool) -> Self {
         self.history = Some(history);
@@ -112,12 +151,45 @@ impl CdsService {
         access: &FhirAccess,
         client: &ClientScope,
     ) -> Result<Invocation, InvokeError> {
+        self.answer(service_id, body, now, access, client)
+            .await
+            .result
+    }
+
+    /// [`invoke`](Self::invoke), also telling what the invocation fetched on the way.
+    pub async fn answer(
+        &self,
+        service_id: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+        access: &FhirAccess,
+        client: &ClientScope,
+    ) -> Answer {
+        let mut fhir_fetches = FetchTally::default();
+        let result = self
+            .answer_counting(service_id, body, now, access, client, &mut fhir_fetches)
+            .await;
+        Answer {
+            result,
+            fhir_fetches,
+        }
+    }
+
+    async fn answer_counting(
+        &self,
+        service_id: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+        access: &FhirAccess,
+        client: &ClientScope,
+        fhir_fetches: &mut FetchTally,
+    ) -> Result<Invocation, InvokeError> {
         let service = self
             .knowledge
             .service(service_id)
             .ok_or_else(|| InvokeError::UnknownService(service_id.to_owned()))?;
         let call = parse_hook_call(body, service.hook)?;
-        let record = gather(
+        let gathered = gather(
             &call,
             service,
             &service.needed_resource_types,
@@ -125,7 +197,9 @@ impl CdsService {
             access,
         )
         .instrument(tracing::debug_span!("gather_patient_data"))
-        .await?;
+        .await;
+        *fhir_fetches = gathered.fetches;
+        let record = gathered.record?;
         let mut evaluation = {
             let _span = tracing::debug_span!("evaluate_rules").entered();
             Engine::new(&self.knowledge).evaluate(&record, call.hook, now)
@@ -170,18 +244,6 @@ impl CdsService {
                 &self.knowledge.cards,
             )
         };
-        for card in &cards {
-            let rule = card
-                .source
-                .topic
-                .as_ref()
-                .map(|t| t.code.as_str())
-                .unwrap_or("");
-            crate::metrics::METRICS
-                .cards
-                .with_label_values(&[rule, card.indicator.as_str()])
-                .inc();
-        }
         tracing::debug!(
             hook = %call.hook,
             cards = cards.len(),

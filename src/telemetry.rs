@@ -1,10 +1,40 @@
 //! Logging setup, done once at start, and [`escape_for_log`] for values a caller
 //! controls. Patient identifiers, tokens and resource contents are never logged
-//! at info level.
+//! at info level. It owns its settings (`[log]`) and imports nothing else of
+//! the crate, so every module may use it.
 
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, LogSettings};
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter such as `info` or `cramp_cds=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
 
 /// Installs the global subscriber; `RUST_LOG` overrides the configured level.
 pub fn init(settings: &LogSettings) {

@@ -34,6 +34,73 @@ pub enum KeySource {
 /// The longest `auth.jwks_max_age_seconds` accepted: a year.
 const LONGEST_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// A key-fetch policy or client that cannot be used (`auth.jwks_*` settings).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    /// `auth.jwks_max_age_seconds` is zero or above a year.
+    #[error("auth.jwks_max_age_seconds must be between 1 and {} (a year)", LONGEST_MAX_AGE.as_secs())]
+    MaxAgeOutOfRange,
+    /// `auth.jwks_min_refresh_seconds` is above `auth.jwks_max_age_seconds`.
+    #[error(
+        "auth.jwks_min_refresh_seconds ({min_refresh}) must not be above auth.jwks_max_age_seconds ({max_age})"
+    )]
+    RefreshAboveMaxAge {
+        /// The minimum refresh interval, in seconds.
+        min_refresh: u64,
+        /// The maximum age, in seconds.
+        max_age: u64,
+    },
+    /// The HTTP client for JWK Set URLs could not be built.
+    #[error("cannot build the JWKS client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+/// A JWK Set file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a JWK Set.
+    #[error("{path}: not a JWK Set: {source}")]
+    NotAJwkSet {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Why a JWK Set URL gave no set (logged; the cached keys stay in use).
+#[derive(Debug, thiserror::Error)]
+enum JwksFetchError {
+    /// The key server did not answer in time.
+    #[error("timed out")]
+    TimedOut(#[source] reqwest::Error),
+    /// The key server could not be reached (the cause is kept, not printed: it names the URL).
+    #[error("unreachable")]
+    Unreachable(#[source] reqwest::Error),
+    /// The key server answered with an error status.
+    #[error("answered {0}")]
+    Status(reqwest::StatusCode),
+    /// The body is over `auth.jwks_max_bytes`.
+    #[error("larger than auth.jwks_max_bytes ({0} bytes)")]
+    TooLarge(usize),
+    /// The body could not be read.
+    #[error("{0}")]
+    Read(#[source] reqwest::Error),
+    /// The body is not a JWK Set.
+    #[error("not a JWK Set: {0}")]
+    NotAJwkSet(#[source] serde_json::Error),
+}
+
 /// How JWK Set URLs are fetched and how long their keys are trusted.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchPolicy {
@@ -176,26 +243,22 @@ impl std::fmt::Debug for KeyStore {
 impl KeyStore {
     /// A store that fetches URLs as `policy` says; a policy whose maximum age is zero,
     /// above a year or below its minimum refresh interval is refused.
-    pub fn new(policy: FetchPolicy) -> Result<KeyStore, String> {
+    pub fn new(policy: FetchPolicy) -> Result<KeyStore, KeyStoreError> {
         if policy.max_age.is_zero() || policy.max_age > LONGEST_MAX_AGE {
-            return Err(format!(
-                "auth.jwks_max_age_seconds must be between 1 and {} (a year)",
-                LONGEST_MAX_AGE.as_secs()
-            ));
+            return Err(KeyStoreError::MaxAgeOutOfRange);
         }
         if policy.min_refresh > policy.max_age {
-            return Err(format!(
-                "auth.jwks_min_refresh_seconds ({}) must not be above auth.jwks_max_age_seconds ({})",
-                policy.min_refresh.as_secs(),
-                policy.max_age.as_secs()
-            ));
+            return Err(KeyStoreError::RefreshAboveMaxAge {
+                min_refresh: policy.min_refresh.as_secs(),
+                max_age: policy.max_age.as_secs(),
+            });
         }
         let http = reqwest::Client::builder()
             .timeout(policy.timeout)
             .connect_timeout(policy.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
+            .map_err(KeyStoreError::HttpClient)?;
         Ok(KeyStore {
             shared: Arc::new(Shared {
                 http,
@@ -206,10 +269,16 @@ impl KeyStore {
     }
 
     /// Reads a JWK Set file now, so a broken file stops start-up.
-    pub async fn load_file(&self, path: &str) -> Result<(), String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{path}: cannot read: {e}"))?;
+    pub async fn load_file(&self, path: &str) -> Result<(), KeyFileError> {
+        let bytes = std::fs::read(path).map_err(|source| KeyFileError::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?;
         let set: JwkSet =
-            serde_json::from_slice(&bytes).map_err(|e| format!("{path}: not a JWK Set: {e}"))?;
+            serde_json::from_slice(&bytes).map_err(|source| KeyFileError::NotAJwkSet {
+                path: path.to_owned(),
+                source,
+            })?;
         self.shared.write_sets().insert(
             KeySource::File(path.to_owned()),
             CachedSet {
@@ -329,7 +398,7 @@ impl Shared {
                     .filter(|cached| cached.set.is_some())
                     .and_then(|cached| cached.usable_until)
                     .map(|until| until.saturating_duration_since(Instant::now()));
-                let (url, error) = (escape_for_log(url), escape_for_log(&e));
+                let (url, error) = (escape_for_log(url), escape_for_log(&e.to_string()));
                 match usable_for {
                     Some(left) if !left.is_zero() => tracing::warn!(
                         jwks_url = %url, error = %error, usable_for_seconds = left.as_secs(),
@@ -359,7 +428,7 @@ impl Shared {
     }
 
     /// The set at `url` and the lifetime its response declared.
-    async fn fetch(&self, url: &str) -> Result<(JwkSet, Option<Duration>), String> {
+    async fn fetch(&self, url: &str) -> Result<(JwkSet, Option<Duration>), JwksFetchError> {
         let response = self
             .http
             .get(url)
@@ -368,26 +437,24 @@ impl Shared {
             .await
             .map_err(|e| {
                 if e.is_timeout() {
-                    "timed out".to_owned()
+                    JwksFetchError::TimedOut(e)
                 } else {
-                    "unreachable".to_owned()
+                    JwksFetchError::Unreachable(e)
                 }
             })?;
         if !response.status().is_success() {
-            return Err(format!("answered {}", response.status()));
+            return Err(JwksFetchError::Status(response.status()));
         }
         let declared = declared_lifetime(response.headers(), Utc::now());
         let max_bytes = self.policy.max_bytes;
         let body = read_limited(response, max_bytes, |_| Ok::<(), Infallible>(()))
             .await
             .map_err(|e| match e {
-                BodyError::TooLarge => {
-                    format!("larger than auth.jwks_max_bytes ({max_bytes} bytes)")
-                }
-                BodyError::Read(e) => e.to_string(),
+                BodyError::TooLarge => JwksFetchError::TooLarge(max_bytes),
+                BodyError::Read(e) => JwksFetchError::Read(e),
                 BodyError::Refused(never) => match never {},
             })?;
-        let set = serde_json::from_slice(&body).map_err(|e| format!("not a JWK Set: {e}"))?;
+        let set = serde_json::from_slice(&body).map_err(JwksFetchError::NotAJwkSet)?;
         Ok((set, declared))
     }
 }
@@ -478,19 +545,16 @@ mod tests {
             max_age: Duration::ZERO,
             ..policy()
         };
-        assert!(
-            KeyStore::new(zero)
-                .unwrap_err()
-                .contains("auth.jwks_max_age_seconds")
-        );
+        let message = KeyStore::new(zero).unwrap_err().to_string();
+        assert!(message.contains("auth.jwks_max_age_seconds"), "{message}");
         let below = FetchPolicy {
             max_age: Duration::from_secs(30),
             ..policy()
         };
+        let message = KeyStore::new(below).unwrap_err().to_string();
         assert!(
-            KeyStore::new(below)
-                .unwrap_err()
-                .contains("auth.jwks_min_refresh_seconds")
+            message.contains("auth.jwks_min_refresh_seconds"),
+            "{message}"
         );
     }
 }

@@ -5,9 +5,9 @@
 //! client gets the same cards. A failure's reason is logged (without the token)
 //! and the caller gets a bare 401.
 
-pub mod fhir_access;
 pub mod keys;
 pub mod replay;
+pub mod shared_replay;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,9 +17,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
-pub use fhir_access::FhirAccess;
-use keys::{FetchPolicy, KeySource, KeyStore};
-pub use replay::{InMemoryReplayCache, ReplayCache};
+pub use crate::fhir::{FhirAccess, FhirServerError};
+use keys::{FetchPolicy, KeyFileError, KeySource, KeyStore, KeyStoreError};
+pub use replay::{InMemoryReplayCache, ReplayCache, ReplayCacheError};
+pub use shared_replay::SharedReplayCache;
 
 use crate::telemetry::escape_for_log;
 
@@ -110,6 +111,49 @@ pub struct Caller {
     pub client: Arc<TrustedClient>,
     /// The token's `tenant` claim, when it had one.
     pub tenant: Option<String>,
+}
+
+/// An `[auth]` configuration the authenticator cannot start with; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// An `auth.algorithms` entry that is no JWS algorithm.
+    #[error("auth.algorithms: '{0}' is not a JWS algorithm")]
+    UnknownAlgorithm(String),
+    /// An `auth.algorithms` entry that is symmetric (HS*).
+    #[error("auth.algorithms: '{0}' is symmetric, which CDS Hooks forbids")]
+    SymmetricAlgorithm(String),
+    /// The `auth.jwks_*` settings.
+    #[error(transparent)]
+    KeyStore(#[from] KeyStoreError),
+    /// One `[[auth.clients]]` entry.
+    #[error("auth.clients '{issuer}': {problem}")]
+    Client {
+        /// The entry's issuer.
+        issuer: String,
+        /// What is wrong with it.
+        #[source]
+        problem: ClientConfigError,
+    },
+}
+
+/// What is wrong with one `[[auth.clients]]` entry.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientConfigError {
+    /// Another entry has the same issuer.
+    #[error("the issuer is listed twice")]
+    DuplicateIssuer,
+    /// Neither or both of `jwks_file` and `jwks_url`.
+    #[error("set exactly one of jwks_file and jwks_url")]
+    KeySource,
+    /// `jwks_url` is not an absolute http(s) URL.
+    #[error("jwks_url '{0}' is not an absolute URL")]
+    JwksUrl(String),
+    /// `jwks_file` cannot be used.
+    #[error(transparent)]
+    JwksFile(#[from] KeyFileError),
+    /// A `fhir_servers` entry cannot be allowed.
+    #[error(transparent)]
+    FhirServer(#[from] FhirServerError),
 }
 
 /// Why a request was not authenticated (logged, never sent). Its message may quote the
@@ -244,19 +288,17 @@ impl Authenticator {
     pub async fn new(
         settings: &AuthSettings,
         replay: Arc<dyn ReplayCache>,
-    ) -> Result<Authenticator, String> {
+    ) -> Result<Authenticator, AuthConfigError> {
         let mut algorithms = Vec::new();
         for name in &settings.algorithms {
             let algorithm: Algorithm = name
                 .parse()
-                .map_err(|_| format!("auth.algorithms: '{name}' is not a JWS algorithm"))?;
+                .map_err(|_| AuthConfigError::UnknownAlgorithm(name.clone()))?;
             if matches!(
                 algorithm,
                 Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
             ) {
-                return Err(format!(
-                    "auth.algorithms: '{name}' is symmetric, which CDS Hooks forbids"
-                ));
+                return Err(AuthConfigError::SymmetricAlgorithm(name.clone()));
             }
             algorithms.push(algorithm);
         }
@@ -269,36 +311,19 @@ impl Authenticator {
         let mut clients = Vec::new();
         let mut issuers = HashSet::new();
         for client in &settings.clients {
-            let context = |e: String| format!("auth.clients '{}': {e}", client.issuer);
             if !issuers.insert(client.issuer.clone()) {
-                return Err(context("the issuer is listed twice".to_owned()));
+                return Err(AuthConfigError::Client {
+                    issuer: client.issuer.clone(),
+                    problem: ClientConfigError::DuplicateIssuer,
+                });
             }
-            let source = match (&client.jwks_file, &client.jwks_url) {
-                (Some(file), None) => {
-                    keys.load_file(file).await.map_err(context)?;
-                    KeySource::File(file.clone())
-                }
-                (None, Some(url)) => {
-                    if !url.starts_with("https://") && !url.starts_with("http://") {
-                        return Err(context(format!("jwks_url '{url}' is not an absolute URL")));
-                    }
-                    KeySource::Url(url.clone())
-                }
-                _ => {
-                    return Err(context(
-                        "set exactly one of jwks_file and jwks_url".to_owned(),
-                    ));
-                }
-            };
-            let fhir_access = FhirAccess::to_servers(&client.fhir_servers, client.allow_http_fhir)
-                .map_err(context)?;
-            clients.push(Arc::new(TrustedClient {
-                issuer: client.issuer.clone(),
-                keys: source,
-                allowed_jku: client.allowed_jku.clone(),
-                tenant: client.tenant.clone(),
-                fhir_access,
-            }));
+            let trusted = Self::trusted_client(client, &keys)
+                .await
+                .map_err(|problem| AuthConfigError::Client {
+                    issuer: client.issuer.clone(),
+                    problem,
+                })?;
+            clients.push(Arc::new(trusted));
         }
         Ok(Authenticator {
             algorithms,
@@ -307,6 +332,33 @@ impl Authenticator {
             clients,
             keys,
             replay,
+        })
+    }
+
+    /// One configured client, its JWK Set file read now.
+    async fn trusted_client(
+        client: &ClientSettings,
+        keys: &KeyStore,
+    ) -> Result<TrustedClient, ClientConfigError> {
+        let source = match (&client.jwks_file, &client.jwks_url) {
+            (Some(file), None) => {
+                keys.load_file(file).await?;
+                KeySource::File(file.clone())
+            }
+            (None, Some(url)) => {
+                if !url.starts_with("https://") && !url.starts_with("http://") {
+                    return Err(ClientConfigError::JwksUrl(url.clone()));
+                }
+                KeySource::Url(url.clone())
+            }
+            _ => return Err(ClientConfigError::KeySource),
+        };
+        Ok(TrustedClient {
+            issuer: client.issuer.clone(),
+            keys: source,
+            allowed_jku: client.allowed_jku.clone(),
+            tenant: client.tenant.clone(),
+            fhir_access: FhirAccess::to_servers(&client.fhir_servers, client.allow_http_fhir)?,
         })
     }
 
@@ -409,7 +461,7 @@ impl Authenticator {
             .replay
             .remember(&claims.iss, &claims.jti, keep_until, now)
             .await
-            .map_err(AuthFailure::ReplayCacheUnavailable)?;
+            .map_err(|e| AuthFailure::ReplayCacheUnavailable(e.to_string()))?;
         if !fresh {
             return Err(AuthFailure::Replayed);
         }
@@ -456,5 +508,106 @@ impl Authenticator {
             return Err(AuthFailure::LifetimeTooLong);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    fn settings_with(client: ClientSettings) -> AuthSettings {
+        AuthSettings {
+            clients: vec![client],
+            ..AuthSettings::default()
+        }
+    }
+
+    fn client(issuer: &str) -> ClientSettings {
+        ClientSettings {
+            issuer: issuer.to_owned(),
+            jwks_file: None,
+            jwks_url: None,
+            allowed_jku: Vec::new(),
+            fhir_servers: Vec::new(),
+            allow_http_fhir: false,
+            tenant: None,
+        }
+    }
+
+    async fn refusal(settings: &AuthSettings) -> AuthConfigError {
+        Authenticator::new(settings, Arc::new(InMemoryReplayCache::default()))
+            .await
+            .expect_err("refused")
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_key_file_names_the_client_and_file_and_keeps_the_io_error_as_source() {
+        let settings = settings_with(ClientSettings {
+            jwks_file: Some("/no/such/jwks.json".to_owned()),
+            ..client("https://ehr.example")
+        });
+        let error = refusal(&settings).await;
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "auth.clients 'https://ehr.example': /no/such/jwks.json: cannot read:"
+            ),
+            "{message}"
+        );
+        let problem = error.source().expect("the client's problem");
+        let cause = problem.source().expect("the file's problem");
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .expect("the io error itself");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_client_fhir_server_over_http_is_refused_naming_the_opt_in() {
+        let settings = settings_with(ClientSettings {
+            jwks_url: Some("https://ehr.example/jwks".to_owned()),
+            fhir_servers: vec!["http://ehr.example/fhir".to_owned()],
+            ..client("https://ehr.example")
+        });
+        let error = refusal(&settings).await;
+        assert!(matches!(
+            &error,
+            AuthConfigError::Client {
+                problem: ClientConfigError::FhirServer(FhirServerError::HttpNotAllowed(_)),
+                ..
+            }
+        ));
+        assert!(error.to_string().contains("allow_http_fhir"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_client_listed_twice_or_without_exactly_one_key_source_is_refused() {
+        let twice = AuthSettings {
+            clients: vec![
+                ClientSettings {
+                    jwks_url: Some("https://a.example/jwks".to_owned()),
+                    ..client("a")
+                },
+                ClientSettings {
+                    jwks_url: Some("https://a.example/jwks".to_owned()),
+                    ..client("a")
+                },
+            ],
+            ..AuthSettings::default()
+        };
+        assert!(matches!(
+            refusal(&twice).await,
+            AuthConfigError::Client {
+                problem: ClientConfigError::DuplicateIssuer,
+                ..
+            }
+        ));
+        let neither = settings_with(client("b"));
+        assert_eq!(
+            refusal(&neither).await.to_string(),
+            "auth.clients 'b': set exactly one of jwks_file and jwks_url"
+        );
     }
 }

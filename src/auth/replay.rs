@@ -1,13 +1,27 @@
 //! The JWT replay cache: a `jti` is accepted once per issuer for as long as
 //! the caller says the token can be accepted (its `exp` plus the leeway). In
-//! memory here; a shared database implementation lets several instances reject
-//! a token replayed against any of them.
+//! memory here; the shared database one ([`super::shared_replay`]) lets several
+//! instances reject a token replayed against any of them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+
+/// Why the replay cache could not say whether a `jti` was seen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayCacheError {
+    /// A thread panicked while holding the in-memory cache.
+    #[error("replay cache poisoned")]
+    Poisoned,
+    /// The shared cache could not be reached and `store.replay_on_outage = refuse`.
+    #[error("the shared replay cache is unreachable (store.replay_on_outage = refuse)")]
+    SharedUnreachable,
+    /// The shared cache's database failed the check.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
 
 /// Remembers the `jti`s it has seen.
 pub trait ReplayCache: Send + Sync + std::fmt::Debug {
@@ -18,7 +32,7 @@ pub trait ReplayCache: Send + Sync + std::fmt::Debug {
         jti: &'a str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<bool, String>>;
+    ) -> BoxFuture<'a, Result<bool, ReplayCacheError>>;
 }
 
 /// A replay cache in this process's memory. Expired entries are dropped at most once a
@@ -54,12 +68,9 @@ impl ReplayCache for InMemoryReplayCache {
         jti: &'a str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<bool, String>> {
+    ) -> BoxFuture<'a, Result<bool, ReplayCacheError>> {
         let result = (|| {
-            let mut state = self
-                .state
-                .lock()
-                .map_err(|_| "replay cache poisoned".to_owned())?;
+            let mut state = self.state.lock().map_err(|_| ReplayCacheError::Poisoned)?;
             state.sweep_if_due(now);
             let key = (issuer.to_owned(), jti.to_owned());
             match state.seen.get(&key) {

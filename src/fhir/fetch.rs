@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::auth::fhir_access::is_under;
+use super::access::is_under;
 use crate::http_body::{BodyError, read_limited};
 
 /// Settings for FHIR server access.
@@ -81,6 +81,11 @@ pub enum FetchError {
     DeadlinePassed(u64),
 }
 
+/// The HTTP client for FHIR servers could not be built (its TLS backend failed to start).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct HttpClientError(#[source] reqwest::Error);
+
 /// What one hook request may still read from the FHIR server, and until when, shared by
 /// the fetches of all its prefetch keys.
 #[derive(Debug)]
@@ -130,14 +135,14 @@ pub type Page = Vec<u8>;
 
 impl FhirClient {
     /// Builds the client.
-    pub fn new(settings: FhirClientSettings) -> Result<FhirClient, String> {
+    pub fn new(settings: FhirClientSettings) -> Result<FhirClient, HttpClientError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_millis(settings.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("cramp-cds/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(HttpClientError)?;
         Ok(FhirClient { http, settings })
     }
 

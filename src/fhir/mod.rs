@@ -6,6 +6,7 @@
 //! read from the prefetch nor fetched, the answer is [`GatherError::MissingData`]
 //! (HTTP 412, as CDS Hooks 2.0 requires).
 
+pub mod access;
 pub mod documents;
 pub mod dose;
 pub mod fetch;
@@ -15,12 +16,12 @@ use std::collections::BTreeSet;
 
 use futures::future::join_all;
 
-use crate::auth::FhirAccess;
 use crate::hooks::template::{RenderError, TokenValues};
 use crate::hooks::{Hook, HookCall, RequestError};
 use crate::knowledge::services::Service;
+pub use access::{FhirAccess, FhirServerError};
 use documents::{Document, add_document, add_draft_orders, add_medications_only};
-pub use fetch::{FetchError, FhirClient, FhirClientSettings};
+pub use fetch::{FetchError, FhirClient, FhirClientSettings, HttpClientError};
 use record::IssueTopic;
 pub use record::PatientRecord;
 
@@ -40,6 +41,25 @@ pub enum GatherError {
     BadRequest(#[from] RequestError),
 }
 
+/// How many prefetch keys were fetched from the FHIR server, by outcome (for the edge to
+/// count; this module keeps no metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchTally {
+    /// Keys whose every page was read.
+    pub ok: u64,
+    /// Keys whose fetch failed.
+    pub failed: u64,
+}
+
+/// What gathering did: the record (or why there is none) and the fetches it made either way.
+#[derive(Debug)]
+pub struct Gathered {
+    /// The patient's record.
+    pub record: Result<PatientRecord, GatherError>,
+    /// The FHIR server fetches made on the way.
+    pub fetches: FetchTally,
+}
+
 /// A prefetch key still to be fetched: the key, and what to GET (relative template or absolute next link).
 struct PendingFetch {
     key: String,
@@ -49,13 +69,27 @@ struct PendingFetch {
     next_page_only: bool,
 }
 
-/// Builds the patient's record for `call` from its prefetch, fetching what is missing.
+/// Builds the patient's record for `call` from its prefetch, fetching what is missing, and
+/// tells how many fetches it made.
 pub async fn gather(
     call: &HookCall<'_>,
     service: &Service,
     needed_types: &BTreeSet<&'static str>,
     client: &FhirClient,
     access: &FhirAccess,
+) -> Gathered {
+    let mut fetches = FetchTally::default();
+    let record = gather_record(call, service, needed_types, client, access, &mut fetches).await;
+    Gathered { record, fetches }
+}
+
+async fn gather_record(
+    call: &HookCall<'_>,
+    service: &Service,
+    needed_types: &BTreeSet<&'static str>,
+    client: &FhirClient,
+    access: &FhirAccess,
+    fetches: &mut FetchTally,
 ) -> Result<PatientRecord, GatherError> {
     let mut record = PatientRecord::new(call.context.patient_id.as_str());
     let values = TokenValues {
@@ -120,7 +154,7 @@ pub async fn gather(
         }
         other => other.as_ref(),
     };
-    fetch_pending(call, server, client, pending, &mut record).await?;
+    fetch_pending(call, server, client, pending, &mut record, fetches).await?;
     add_medications_from_other_keys(call, service, &mut record);
 
     if let Some(bundle) = call.context.draft_orders {
@@ -171,6 +205,7 @@ async fn fetch_pending(
     client: &FhirClient,
     pending: Vec<PendingFetch>,
     record: &mut PatientRecord,
+    tally: &mut FetchTally,
 ) -> Result<(), GatherError> {
     if pending.is_empty() {
         return Ok(());
@@ -204,11 +239,11 @@ async fn fetch_pending(
     let mut failed = Vec::new();
     let mut reasons: Vec<(String, Vec<String>)> = Vec::new();
     for (fetch, result) in pending.iter().zip(results) {
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        crate::metrics::METRICS
-            .fhir_fetches
-            .with_label_values(&[outcome])
-            .inc();
+        if result.is_ok() {
+            tally.ok += 1;
+        } else {
+            tally.failed += 1;
+        }
         match result {
             Ok(pages) => {
                 for (page_number, page) in pages.iter().enumerate() {

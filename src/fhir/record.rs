@@ -53,13 +53,6 @@ impl Concept {
             .or_else(|| self.codings.first().map(|c| c.code.clone()))
             .unwrap_or_else(|| "(uncoded)".to_owned())
     }
-
-    /// Whether any coding has this system and code.
-    pub fn has_code(&self, system: &str, code: &str) -> bool {
-        self.codings
-            .iter()
-            .any(|c| c.system == system && c.code == code)
-    }
 }
 
 /// A number with its unit, as sent.
@@ -296,8 +289,9 @@ pub struct DataIssue {
 /// The clinical facts about one patient that the rules read.
 #[derive(Debug, Clone, Default)]
 pub struct PatientRecord {
-    /// `context.patientId`.
-    pub patient_id: String,
+    /// `context.patientId`: only for attributing resources while the record is built (a
+    /// resource about another patient is refused); the rules never read it.
+    pub(super) patient_id: String,
     /// `Patient.birthDate`.
     pub birth_date: Option<NaiveDate>,
     /// Conditions.

@@ -4,10 +4,22 @@
 //! tells neither the token's content nor its length. Not for CDS Hooks
 //! callers, who authenticate with JWTs (see `crate::auth`).
 
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 /// The least length of `admin.token`, in bytes.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+
+/// An `admin.token` too short to be used (its length, never its content).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "admin.token is {length} bytes long; it must be at least {MIN_ADMIN_TOKEN_BYTES} \
+     (use a long random secret, e.g. `openssl rand -hex 32`), or leave it unset to turn the admin endpoints off"
+)]
+pub struct AdminTokenTooShort {
+    /// The configured token's length, in bytes.
+    pub length: usize,
+}
 
 /// A configured admin token, by its digest.
 #[derive(Clone)]
@@ -25,16 +37,16 @@ impl AdminToken {
     /// The token `admin.token` sets: `None` when it is unset or empty (the admin endpoints
     /// are off), an error naming the setting when it is shorter than
     /// [`MIN_ADMIN_TOKEN_BYTES`].
-    pub fn from_setting(token: Option<&str>) -> Result<Option<AdminToken>, String> {
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
+    pub fn from_setting(
+        token: Option<&SecretString>,
+    ) -> Result<Option<AdminToken>, AdminTokenTooShort> {
+        let Some(token) = token.map(|t| t.expose_secret()).filter(|t| !t.is_empty()) else {
             return Ok(None);
         };
         if token.len() < MIN_ADMIN_TOKEN_BYTES {
-            return Err(format!(
-                "admin.token is {} bytes long; it must be at least {MIN_ADMIN_TOKEN_BYTES} \
-                 (use a long random secret, e.g. `openssl rand -hex 32`), or leave it unset to turn the admin endpoints off",
-                token.len()
-            ));
+            return Err(AdminTokenTooShort {
+                length: token.len(),
+            });
         }
         Ok(Some(AdminToken {
             digest: Sha256::digest(token.as_bytes()).into(),
@@ -61,7 +73,9 @@ mod tests {
 
     #[test]
     fn an_admin_token_matches_itself_only_whatever_length_is_presented() {
-        let token = AdminToken::from_setting(Some(TOKEN)).unwrap().unwrap();
+        let token = AdminToken::from_setting(Some(&TOKEN.into()))
+            .unwrap()
+            .unwrap();
         assert!(token.matches(TOKEN));
         for other in [
             "",
@@ -78,8 +92,14 @@ mod tests {
     #[test]
     fn an_unset_or_empty_admin_token_is_off_and_a_short_one_is_refused() {
         assert!(AdminToken::from_setting(None).unwrap().is_none());
-        assert!(AdminToken::from_setting(Some("")).unwrap().is_none());
-        let message = AdminToken::from_setting(Some(&TOKEN[..31])).unwrap_err();
+        assert!(
+            AdminToken::from_setting(Some(&"".into()))
+                .unwrap()
+                .is_none()
+        );
+        let message = AdminToken::from_setting(Some(&TOKEN[..31].into()))
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("admin.token"), "{message}");
         assert!(!message.contains(&TOKEN[..31]), "the token is never quoted");
     }

@@ -17,20 +17,21 @@ use actix_web::dev::Server;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 use chrono::{DateTime, Utc};
 use tracing_actix_web::TracingLogger;
 
 use std::sync::Arc;
 
-use crate::auth::{Authenticator, FhirAccess, InMemoryReplayCache, ReplayCache};
-use crate::config::Settings;
-use crate::invoke::CdsService;
-use crate::store::Store;
+use crate::auth::{
+    AuthConfigError, Authenticator, FhirAccess, FhirServerError, InMemoryReplayCache, ReplayCache,
+    SharedReplayCache,
+};
+use crate::config::{PublicBaseUrlError, Settings};
+use crate::invoke::{CdsService, ServiceBuildError};
 use crate::store::history::History;
-use crate::store::replay::SharedReplayCache;
-use admin_token::AdminToken;
-use errors::ApiError;
+use crate::store::{Store, StoreError};
+use admin_token::{AdminToken, AdminTokenTooShort};
 
 /// Where the evaluation time comes from.
 #[derive(Debug, Clone, Copy, Default)]
@@ -86,6 +87,53 @@ pub struct AppState {
     pub admin_token: Option<AdminToken>,
 }
 
+/// Why the service could not start; the message names the setting to change.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// `admin.token` is too short.
+    #[error(transparent)]
+    AdminToken(#[from] AdminTokenTooShort),
+    /// The database could not be opened (its URL shown without a password).
+    #[error("{source} ({url})")]
+    Store {
+        /// `store.database_url`, its password masked.
+        url: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The card history could not be started.
+    #[error(transparent)]
+    History(StoreError),
+    /// The knowledge or the FHIR client.
+    #[error(transparent)]
+    Service(#[from] ServiceBuildError),
+    /// An `auth.trial_fhir_servers` entry cannot be allowed.
+    #[error("auth.trial_fhir_servers: {0}")]
+    TrialFhirServers(#[source] FhirServerError),
+    /// The `[auth]` settings.
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    /// Authentication is required and no client is trusted.
+    #[error(
+        "authentication is required but no trusted client is configured: add an [[auth.clients]] \
+         section to the configuration (see README), or pass --allow-unauthenticated for a local trial"
+    )]
+    NoTrustedClient,
+    /// `server.public_base_url` is not a base URL.
+    #[error(transparent)]
+    PublicBaseUrl(#[from] PublicBaseUrlError),
+    /// `server.bind` cannot be listened on.
+    #[error("cannot listen on {bind}: {source}")]
+    Listen {
+        /// `server.bind`.
+        bind: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// A bound, not yet running, server.
 pub struct Application {
     port: u16,
@@ -97,16 +145,21 @@ impl Application {
     /// Loads the knowledge, sets up authentication and binds `settings.server.bind`.
     /// Authentication is required unless `allow_unauthenticated`; with it required and no
     /// trusted client configured, start-up fails with a message saying what to configure.
-    /// An `admin.token` shorter than 32 bytes fails start-up too.
+    /// An `admin.token` shorter than 32 bytes, or a `server.public_base_url` that is no
+    /// http(s) base URL, fails start-up too.
     pub async fn build(
         settings: &Settings,
         allow_unauthenticated: bool,
         clock: Clock,
-    ) -> Result<Application, String> {
-        AdminToken::from_setting(settings.admin.token.as_deref())?;
-        let store = Store::connect(&settings.store)
-            .await
-            .map_err(|e| format!("{e} ({})", redact_url(&settings.store.database_url)))?;
+    ) -> Result<Application, StartupError> {
+        AdminToken::from_setting(settings.admin.token.as_ref())?;
+        let store =
+            Store::connect(&settings.store)
+                .await
+                .map_err(|source| StartupError::Store {
+                    url: redact_url(&settings.store.database_url),
+                    source,
+                })?;
         let history = History::start(
             store.clone(),
             &settings.store,
@@ -114,14 +167,14 @@ impl Application {
             clock.now(),
         )
         .await
-        .map_err(|e| e.to_string())?;
-        let service = crate::cli::build_service(settings)?.with_history(history, true);
+        .map_err(StartupError::History)?;
+        let service = CdsService::from_settings(settings)?.with_history(history, true);
         let auth = if allow_unauthenticated {
             tracing::warn!(
                 "authentication is DISABLED (--allow-unauthenticated): for local trials only; any caller can use this service"
             );
             let trial_access = FhirAccess::to_servers(&settings.auth.trial_fhir_servers, true)
-                .map_err(|e| format!("auth.trial_fhir_servers: {e}"))?;
+                .map_err(StartupError::TrialFhirServers)?;
             AuthMode::Disabled { trial_access }
         } else {
             // With PostgreSQL the replay cache lives in the database, so the instances sharing it
@@ -138,28 +191,28 @@ impl Application {
             };
             let authenticator = Authenticator::new(&settings.auth, replay).await?;
             if !authenticator.has_clients() {
-                return Err("authentication is required but no trusted client is configured: add an [[auth.clients]] \
-                     section to the configuration (see README), or pass --allow-unauthenticated for a local trial"
-                    .to_owned());
+                return Err(StartupError::NoTrustedClient);
             }
             AuthMode::Required(Arc::new(authenticator))
         };
         Self::bind(settings, service, auth, clock)
-            .map_err(|e| format!("cannot listen on {}: {e}", settings.server.bind))
     }
 
     /// Binds the listener for an already-built service and authentication mode; an
-    /// `admin.token` shorter than 32 bytes is an `InvalidInput` error.
+    /// `admin.token` shorter than 32 bytes is refused.
     pub fn bind(
         settings: &Settings,
         service: CdsService,
         auth: AuthMode,
         clock: Clock,
-    ) -> std::io::Result<Application> {
-        let admin_token = AdminToken::from_setting(settings.admin.token.as_deref())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let listener = TcpListener::bind(&settings.server.bind)?;
-        let port = listener.local_addr()?.port();
+    ) -> Result<Application, StartupError> {
+        let admin_token = AdminToken::from_setting(settings.admin.token.as_ref())?;
+        let listen_error = |source| StartupError::Listen {
+            bind: settings.server.bind.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&settings.server.bind).map_err(listen_error)?;
+        let port = listener.local_addr().map_err(listen_error)?.port();
         let state = AppState {
             service,
             max_body_bytes: settings.server.max_body_bytes,
@@ -167,7 +220,7 @@ impl Application {
             hook_deadline: Duration::from_millis(settings.server.hook_deadline_ms),
             clock,
             auth,
-            public_base_url: settings.server.public_base_url(),
+            public_base_url: settings.server.public_base_url()?,
             admin_token,
         };
         let origins = settings.server.allowed_origins.clone();
@@ -182,7 +235,8 @@ impl Application {
         })
         .client_request_timeout(Duration::from_millis(settings.server.header_timeout_ms))
         .client_disconnect_timeout(Duration::from_millis(settings.server.disconnect_timeout_ms))
-        .listen(listener)?;
+        .listen(listener)
+        .map_err(listen_error)?;
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
         }
@@ -224,50 +278,50 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
             web::resource("/cds-services")
-                .route(web::get().to(routes::discovery))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::discovery::discovery))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/cds-services/{id}")
-                .route(web::post().to(invoke_within_deadline))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::post().to(routes::invoke::invoke_within_deadline))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/cds-services/{id}/feedback")
-                .route(web::post().to(routes::feedback))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::post().to(routes::feedback::feedback))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/admin/report")
-                .route(web::get().to(routes::admin_report))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::admin::admin_report))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/rules/{id}")
-                .route(web::get().to(routes::rule_page))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::docs::rule_page))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/metrics")
-                .route(web::get().to(routes::metrics))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::probes::metrics))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/openapi.json")
-                .route(web::get().to(routes::openapi))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::docs::openapi))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/ready")
-                .route(web::get().to(routes::ready))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::probes::ready))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
             web::resource("/health")
-                .route(web::get().to(routes::health))
-                .default_service(web::to(routes::method_not_allowed)),
+                .route(web::get().to(routes::probes::health))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
         )
-        .default_service(web::to(routes::not_found));
+        .default_service(web::to(routes::fallback::not_found));
 }
 
 /// CORS as the CDS Hooks sandbox needs it: preflights answered without authentication.
@@ -294,30 +348,6 @@ fn redact_url(url: &str) -> String {
             parsed.to_string()
         }
         _ => url.to_owned(),
-    }
-}
-
-/// [`routes::invoke`] within `server.hook_deadline_ms`: an invocation still running then is
-/// dropped and answered 503, a backstop over the body timeout and the FHIR fetch deadline.
-async fn invoke_within_deadline(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    request: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let deadline = state.hook_deadline;
-    match tokio::time::timeout(deadline, routes::invoke(state, path, request, payload)).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            let limit = deadline.as_millis();
-            tracing::warn!(
-                limit_ms = limit as u64,
-                "hook not answered within server.hook_deadline_ms; answered 503"
-            );
-            Err(ApiError::Unavailable(format!(
-                "the hook was not answered within the limit server.hook_deadline_ms ({limit} ms); send it again"
-            )))
-        }
     }
 }
 

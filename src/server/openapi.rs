@@ -1,13 +1,16 @@
 //! The OpenAPI 3 description of the public endpoints, served at
-//! `/openapi.json`. Response schemas are derived from the types the service
+//! `/openapi.json` ([`document`]). Response schemas are derived from the types the service
 //! actually serialises; request schemas describe the CDS Hooks 2.0 shapes the
 //! service accepts (it reads them leniently, so they are documentation, and the
 //! service's own validation is authoritative).
 
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::hooks::response::{Action, Card, CdsResponse, Coding, Link, Source, Suggestion};
+use crate::knowledge::Knowledge;
 use crate::knowledge::rule::{ActionType, Indicator, SelectionBehavior};
 use crate::knowledge::services::ServiceDefinition;
 
@@ -20,11 +23,11 @@ use crate::knowledge::services::ServiceDefinition;
         license(name = "Proprietary")
     ),
     paths(
-        super::routes::discovery,
-        super::routes::invoke,
-        super::routes::feedback,
-        super::routes::health,
-        super::routes::ready,
+        super::routes::discovery::discovery,
+        super::routes::invoke::invoke,
+        super::routes::feedback::feedback,
+        super::routes::probes::health,
+        super::routes::probes::ready,
     ),
     components(schemas(
         DiscoveryResponse, ServiceDefinition, ServiceId, HookName, HookRequest, HookContext, FhirAuthorization,
@@ -55,18 +58,30 @@ impl Modify for CdsHooksJwt {
     }
 }
 
-/// The services this deployment offers (the built-in knowledge's ids).
-#[derive(ToSchema, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[allow(dead_code)]
-pub enum ServiceId {
-    /// patient-view.
-    CrampNumbnessPatientView,
-    /// order-select.
-    CrampNumbnessOrderSelect,
-    /// order-sign.
-    CrampNumbnessOrderSign,
+/// The OpenAPI document of a service that loaded `knowledge`: [`ApiDoc`], with the
+/// `ServiceId` schema listing the ids of the services that knowledge defines.
+pub fn document(knowledge: &Knowledge) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    let ids = knowledge.services.iter().map(|s| s.definition.id.clone());
+    let service_id = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "The services this deployment offers (its knowledge's ids).",
+        ))
+        .enum_values(Some(ids))
+        .build();
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .insert("ServiceId".to_owned(), RefOr::T(Schema::Object(service_id)));
+    document
 }
+
+/// A service id; [`document`] replaces this schema with the ids of the loaded knowledge.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ServiceId(String);
 
 /// A CDS Hooks hook.
 #[derive(ToSchema, serde::Serialize)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -26,8 +27,10 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migration
 pub struct StoreSettings {
     /// `sqlite://path` (created on first start unless `create_if_missing` is false) or `postgres://...`.
     pub database_url: String,
-    /// Secret key of the patient hash; generated and kept in the database when unset.
-    pub patient_key: Option<String>,
+    /// Secret key of the patient hash; generated and kept in the database when unset. A
+    /// secret: its `Debug` is redacted and it is never serialised.
+    #[serde(skip_serializing)]
+    pub patient_key: Option<SecretString>,
     /// Most history entries waiting to be written; beyond it the oldest are dropped.
     pub queue_capacity: usize,
     /// Most entries written in one transaction.
@@ -85,18 +88,38 @@ pub enum StoreError {
     /// The migrations could not be applied.
     #[error("migrations: {0}")]
     Migrations(#[from] sqlx::migrate::MigrateError),
-    /// `store.database_url` cannot be used as it is.
-    #[error("store.database_url: {0}")]
-    Url(String),
+    /// `store.database_url` is a `sqlite:` URL without a file path.
+    #[error(
+        "store.database_url: '{0}' names no database file: write sqlite://path/to/cramp-cds.db"
+    )]
+    NoDatabaseFile(String),
+    /// `store.database_url` is an in-memory SQLite database.
+    #[error(
+        "store.database_url: '{0}' is an in-memory database, which would lose every card and feedback on restart: \
+         name a file, e.g. sqlite://cramp-cds.db"
+    )]
+    InMemory(String),
+    /// The SQLite file does not exist and `store.create_if_missing` is false.
+    #[error(
+        "store.database_url: there is no database at {0}, and store.create_if_missing is false: restore the \
+         database, or set store.create_if_missing = true to start a new, empty one"
+    )]
+    NotCreated(String),
     /// The SQLite file was deleted or replaced under the running service.
     #[error(
         "the database file {0} was removed or replaced while the service ran; nothing more is written \
          to it: restore it from a backup and restart"
     )]
     FileGone(String),
-    /// A file system operation failed.
-    #[error("{0}")]
-    Io(String),
+    /// The directory of a new SQLite file could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDirectory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Whose cards and feedback these are: the client (JWT issuer) and the tenant its token named.
@@ -225,7 +248,7 @@ fn file_identity(path: &str) -> Option<(u64, u64)> {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    patient_key: Vec<u8>,
+    patient_key: SecretSlice<u8>,
     single_instance: bool,
     file: Option<DatabaseFile>,
 }
@@ -286,7 +309,9 @@ impl Store {
             .await?;
         MIGRATIONS.run(&pool).await?;
         let patient_key = match &settings.patient_key {
-            Some(key) if !key.is_empty() => key.as_bytes().to_vec(),
+            Some(key) if !key.expose_secret().is_empty() => {
+                SecretSlice::from(key.expose_secret().as_bytes().to_vec())
+            }
             _ => stored_patient_key(&pool).await?,
         };
         Ok(Store {
@@ -300,8 +325,8 @@ impl Store {
     /// The keyed hash that stands for a patient id of one client: the same id sent by two
     /// EHRs is two patients, and the local scope keeps the hash of earlier versions.
     pub fn patient_hash(&self, client: &ClientScope, patient_id: &str) -> String {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.patient_key).expect("HMAC takes any key length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.patient_key.expose_secret())
+            .expect("HMAC takes any key length");
         if !client.as_str().is_empty() {
             mac.update(&(client.as_str().len() as u64).to_be_bytes());
             mac.update(client.as_str().as_bytes());
@@ -578,16 +603,15 @@ async fn insert_feedback(
 /// Creates a SQLite database file, loudly: a new file means a new patient key and no history.
 async fn create_sqlite_file(path: &str, allowed: bool) -> Result<(), StoreError> {
     if !allowed {
-        return Err(StoreError::Url(format!(
-            "there is no database at {path}, and store.create_if_missing is false: restore the \
-             database, or set store.create_if_missing = true to start a new, empty one"
-        )));
+        return Err(StoreError::NotCreated(path.to_owned()));
     }
     if let Some(parent) = Path::new(path).parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDirectory {
+            path: parent.to_owned(),
+            source,
+        })?;
     }
     tracing::warn!(
         path,
@@ -639,20 +663,15 @@ fn sqlite_path(url: &str) -> Result<&str, StoreError> {
         .unwrap_or(url);
     let path = rest.split('?').next().unwrap_or("");
     if path.is_empty() {
-        return Err(StoreError::Url(format!(
-            "'{url}' names no database file: write sqlite://path/to/cramp-cds.db"
-        )));
+        return Err(StoreError::NoDatabaseFile(url.to_owned()));
     }
     if path == ":memory:" || rest.contains("mode=memory") {
-        return Err(StoreError::Url(format!(
-            "'{url}' is an in-memory database, which would lose every card and feedback on restart: \
-             name a file, e.g. sqlite://cramp-cds.db"
-        )));
+        return Err(StoreError::InMemory(url.to_owned()));
     }
     Ok(path)
 }
 
-async fn stored_patient_key(pool: &AnyPool) -> Result<Vec<u8>, StoreError> {
+async fn stored_patient_key(pool: &AnyPool) -> Result<SecretSlice<u8>, StoreError> {
     let generated = hex::encode(uuid::Uuid::new_v4().as_bytes())
         + &hex::encode(uuid::Uuid::new_v4().as_bytes());
     sqlx::query("INSERT INTO service_secrets (name, value) VALUES ('patient_key', $1) ON CONFLICT (name) DO NOTHING")
@@ -663,5 +682,51 @@ async fn stored_patient_key(pool: &AnyPool) -> Result<Vec<u8>, StoreError> {
         .fetch_one(pool)
         .await?
         .try_get(0)?;
-    Ok(key.into_bytes())
+    Ok(SecretSlice::from(key.into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn a_sqlite_url_without_a_file_or_in_memory_is_refused_by_kind() {
+        assert!(matches!(
+            sqlite_path("sqlite://"),
+            Err(StoreError::NoDatabaseFile(_))
+        ));
+        assert!(matches!(
+            sqlite_path("sqlite::memory:"),
+            Err(StoreError::InMemory(_))
+        ));
+        assert_eq!(
+            sqlite_path("sqlite://data/cds.db?mode=rwc").ok(),
+            Some("data/cds.db")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_directory_that_cannot_be_created_keeps_the_io_error_as_source() {
+        let blocker =
+            std::env::temp_dir().join(format!("cramp-cds-blocker-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&blocker, b"a file, not a directory").unwrap();
+        let path = blocker.join("sub").join("cds.db");
+        let error = create_sqlite_file(path.to_str().unwrap(), true)
+            .await
+            .expect_err("refused");
+        let _ = std::fs::remove_file(&blocker);
+        assert!(
+            matches!(error, StoreError::CreateDirectory { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().starts_with("cannot create "), "{error}");
+        assert!(
+            error
+                .source()
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .is_some()
+        );
+    }
 }

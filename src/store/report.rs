@@ -18,6 +18,22 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 
+/// A `since` (the report's start) that is neither a date nor an RFC 3339 date-time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is neither a date (YYYY-MM-DD) nor an RFC 3339 date-time")]
+pub struct InvalidSince(pub String);
+
+/// Parses the start of a report (`report --since`, `GET /admin/report?since=`): a date
+/// (midnight UTC) or an RFC 3339 date-time.
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, InvalidSince> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|d| d.to_utc())
+        .map_err(|_| InvalidSince(text.to_owned()))
+}
+
 /// The report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
@@ -274,6 +290,24 @@ fn csv_cell(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_is_a_date_at_midnight_utc_or_an_rfc_3339_date_time() {
+        assert_eq!(
+            parse_since("2026-10-01").unwrap().to_rfc3339(),
+            "2026-10-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_since("2026-10-01T08:30:00+02:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-10-01T06:30:00+00:00"
+        );
+        assert_eq!(
+            parse_since("last week").unwrap_err().to_string(),
+            "'last week' is neither a date (YYYY-MM-DD) nor an RFC 3339 date-time"
+        );
+    }
 
     fn report_with_reason(reason: &str) -> Report {
         Report {

@@ -18,7 +18,7 @@ async fn app_on(database_url: &str, days_later: i64) -> TestApp {
     let url = database_url.to_owned();
     spawn_app_at(now() + Duration::days(days_later), move |s| {
         s.store.database_url = url;
-        s.admin.token = Some(ADMIN_TOKEN.to_owned());
+        s.admin.token = Some(ADMIN_TOKEN.into());
         // A loaded test machine must not turn a slow lookup into a missed suppression.
         s.store.lookup_timeout_ms = 5_000;
     })

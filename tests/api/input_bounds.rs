@@ -494,7 +494,7 @@ const ADMIN_TOKEN: &str = "test-admin-token-of-at-least-32-bytes";
 
 #[actix_web::test]
 async fn override_reasons_are_neutralised_in_the_csv_and_text_reports() {
-    let app = spawn_app_with(|s| s.admin.token = Some(ADMIN_TOKEN.to_owned())).await;
+    let app = spawn_app_with(|s| s.admin.token = Some(ADMIN_TOKEN.into())).await;
     let response = app.post_hook(PATIENT_VIEW, fixture_bytes(FIXTURE)).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();

@@ -9,6 +9,7 @@ mod errors;
 mod fallback;
 mod feedback;
 mod helpers;
+mod house;
 mod input_bounds;
 mod invocation;
 mod knowledge_as_data;

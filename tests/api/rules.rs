@@ -139,7 +139,9 @@ fn every_rule_has_two_firing_and_two_quiet_fixtures_and_every_fixture_an_expecta
             "{name} has no expectation"
         );
     }
-    let service = cramp_cds::cli::build_service(&cramp_cds::config::Settings::default()).unwrap();
+    let service =
+        cramp_cds::invoke::CdsService::from_settings(&cramp_cds::config::Settings::default())
+            .unwrap();
     for rule in &service.knowledge.rules {
         let firing = expectations
             .values()
@@ -328,7 +330,9 @@ async fn every_card_links_to_its_rule_page_and_the_page_explains_the_rule() {
 
 #[test]
 fn docs_rules_md_matches_the_knowledge() {
-    let service = cramp_cds::cli::build_service(&cramp_cds::config::Settings::default()).unwrap();
+    let service =
+        cramp_cds::invoke::CdsService::from_settings(&cramp_cds::config::Settings::default())
+            .unwrap();
     let expected = cramp_cds::docs::catalog_markdown(&service.knowledge);
     let path = format!("{}/docs/rules.md", env!("CARGO_MANIFEST_DIR"));
     let actual = std::fs::read_to_string(&path).unwrap_or_default();

@@ -23,7 +23,7 @@ async fn app() -> TestApp {
         s.store.lookup_timeout_ms = 5_000;
         s.server.public_base_url = Some("https://cds.example".to_owned());
         s.auth.clients = vec![key_file_client(EHR_A), key_file_client(EHR_B)];
-        s.admin.token = Some(ADMIN_TOKEN.to_owned());
+        s.admin.token = Some(ADMIN_TOKEN.into());
     })
     .await
 }

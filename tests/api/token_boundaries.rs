@@ -284,13 +284,16 @@ async fn the_service_refuses_to_start_with_an_admin_token_shorter_than_32_bytes(
     let mut settings = Settings::default();
     settings.server.bind = "127.0.0.1:0".to_owned();
     settings.store.database_url = crate::helpers::temp_database_url();
-    settings.admin.token = Some("s".repeat(31));
+    settings.admin.token = Some("s".repeat(31).into());
     let refused = Application::build(&settings, true, Clock::Fixed(now())).await;
-    let message = refused.err().expect("a 31-byte admin token is refused");
+    let message = refused
+        .err()
+        .expect("a 31-byte admin token is refused")
+        .to_string();
     assert!(message.contains("admin.token"), "{message}");
     assert!(message.contains("32"), "{message}");
 
-    settings.admin.token = Some("s".repeat(32));
+    settings.admin.token = Some("s".repeat(32).into());
     let started = Application::build(&settings, true, Clock::Fixed(now())).await;
     assert!(started.is_ok(), "a 32-byte admin token is accepted");
 }

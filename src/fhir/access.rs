@@ -18,23 +18,51 @@ pub struct FhirAccess {
     any: bool,
 }
 
+/// Why a configured FHIR server cannot be allowed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FhirServerError {
+    /// The entry does not parse as an absolute URL.
+    #[error("fhir server '{server}' is not an absolute URL: {source}")]
+    NotAbsolute {
+        /// The entry as configured.
+        server: String,
+        /// Why it does not parse.
+        #[source]
+        source: url::ParseError,
+    },
+    /// An `http` entry without the client's opt-in.
+    #[error("fhir server '{0}' uses http; set allow_http_fhir = true for this client to permit it")]
+    HttpNotAllowed(String),
+    /// A scheme other than `https` and `http`.
+    #[error("fhir server '{server}' has scheme '{scheme}'")]
+    Scheme {
+        /// The entry as configured.
+        server: String,
+        /// Its scheme.
+        scheme: String,
+    },
+}
+
 impl FhirAccess {
     /// Access to exactly these servers. Each entry must be an absolute URL; `http` entries
     /// are refused unless `allow_http`.
-    pub fn to_servers(servers: &[String], allow_http: bool) -> Result<FhirAccess, String> {
+    pub fn to_servers(servers: &[String], allow_http: bool) -> Result<FhirAccess, FhirServerError> {
         let mut allowed = Vec::new();
         for server in servers {
-            let url = Url::parse(server)
-                .map_err(|e| format!("fhir server '{server}' is not an absolute URL: {e}"))?;
+            let url = Url::parse(server).map_err(|source| FhirServerError::NotAbsolute {
+                server: server.clone(),
+                source,
+            })?;
             match url.scheme() {
                 "https" => {}
                 "http" if allow_http => {}
-                "http" => {
-                    return Err(format!(
-                        "fhir server '{server}' uses http; set allow_http_fhir = true for this client to permit it"
-                    ));
+                "http" => return Err(FhirServerError::HttpNotAllowed(server.clone())),
+                other => {
+                    return Err(FhirServerError::Scheme {
+                        server: server.clone(),
+                        scheme: other.to_owned(),
+                    });
                 }
-                other => return Err(format!("fhir server '{server}' has scheme '{other}'")),
             }
             allowed.push(url);
         }
@@ -68,7 +96,7 @@ impl FhirAccess {
 /// A path holding `%2e`, `%2f` or `%5c` (any case) is never under anything.
 ///
 /// ```
-/// use cramp_cds::auth::fhir_access::is_under;
+/// use cramp_cds::fhir::access::is_under;
 /// use url::Url;
 ///
 /// let base = Url::parse("https://ehr.example/fhir").unwrap();
@@ -178,7 +206,11 @@ mod tests {
 
     #[test]
     fn http_servers_need_an_explicit_opt_in() {
-        assert!(FhirAccess::to_servers(&["http://ehr.example/fhir".to_owned()], false).is_err());
+        let refused = FhirAccess::to_servers(&["http://ehr.example/fhir".to_owned()], false);
+        assert_eq!(
+            refused.unwrap_err(),
+            FhirServerError::HttpNotAllowed("http://ehr.example/fhir".to_owned())
+        );
         assert!(FhirAccess::to_servers(&["http://ehr.example/fhir".to_owned()], true).is_ok());
     }
 }

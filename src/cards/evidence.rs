@@ -161,6 +161,38 @@ fn reading_source(result: &LabReading) -> String {
     )
 }
 
+/// The value as the laboratory sent it: comparator, number and unit ("<1.2 mg/dL"); the
+/// canonical value when nothing was sent.
+/// In the canonical unit the number has at least the analyte's decimals (0.6 mmol/L of
+/// magnesium reads "0.60") and never fewer than were sent (2.45 mmol/L of potassium stays 2.45).
+fn as_sent(result: &LabReading) -> String {
+    match &result.reported {
+        Some(v) => {
+            let sent = format!("{}", v.value);
+            let sent_decimals = sent.split_once('.').map_or(0, |(_, f)| f.len());
+            let number = if result.in_canonical_unit {
+                format!(
+                    "{:.*}",
+                    sent_decimals.max(result.canonical.decimals),
+                    v.value
+                )
+            } else {
+                sent
+            };
+            // The canonical unit as people read it ("mL/min/1.73 m²", not the UCUM code).
+            let unit = if result.in_canonical_unit {
+                result.canonical.unit.as_str()
+            } else {
+                v.unit.as_deref().unwrap_or("")
+            };
+            format!("{}{number} {unit}", v.comparator.as_deref().unwrap_or(""))
+                .trim()
+                .to_owned()
+        }
+        None => amount(&result.canonical),
+    }
+}
+
 /// "0.49 mmol/L" with the analyte's decimals.
 pub fn amount(amount: &Amount) -> String {
     format!("{:.*} {}", amount.decimals, amount.value, amount.unit)
@@ -185,23 +217,14 @@ fn decision(decision: &Decision) -> String {
 fn reading(result: &LabReading, why: &str) -> String {
     let comparator = result.comparator().unwrap_or("");
     let canonical = amount(&result.canonical);
-    let shown = if result.in_canonical_unit && comparator.is_empty() {
-        format!("**{canonical}**")
+    // In the canonical unit the value is shown as sent, never rounded: 2.45 mmol/L is not
+    // "2.5 mmol/L, below the threshold of 2.5".
+    let shown = if result.in_canonical_unit {
+        format!("**{}**", as_sent(result))
     } else {
-        let reported = result
-            .reported
-            .as_ref()
-            .map(|v| {
-                format!(
-                    "{comparator}{} {}",
-                    v.value,
-                    v.unit.as_deref().unwrap_or("")
-                )
-            })
-            .unwrap_or_default();
         format!(
             "**{comparator}{canonical}** (reported as {})",
-            reported.trim()
+            as_sent(result)
         )
     };
     let preliminary = if result.preliminary {
@@ -394,9 +417,8 @@ fn summary_fact(placeholder: &str, evidence: &[Evidence]) -> Option<String> {
                 if result.analyte_id == analyte =>
             {
                 Some(format!(
-                    "{}{} on {}",
-                    result.comparator().unwrap_or(""),
-                    amount(&result.canonical),
+                    "{} on {}",
+                    as_sent(result),
                     result.time.format("%Y-%m-%d")
                 ))
             }

@@ -145,6 +145,15 @@ pub fn render_detail(finding: &Finding<'_>) -> String {
         detail.push('\n');
     }
     detail.push_str("\n**What to do**\n\n");
+    if let Some(louder) = finding.possibly_more_urgent {
+        detail.push_str(&format!(
+            "**This may be {}.** A result was reported only as a bound that may lie beyond the \
+             stricter limit (see the data that could not be used). Get an exact value now, and \
+             until then treat the patient as possibly {}.\n\n",
+            urgency(louder),
+            urgency(louder)
+        ));
+    }
     // Conditional notes (renal, age and other cautions) come before the advice they qualify.
     for note in &finding.notes {
         detail.push_str(note.trim());
@@ -176,6 +185,15 @@ pub fn render_detail(finding: &Finding<'_>) -> String {
         rule.source.label, rule.id
     ));
     detail
+}
+
+/// An indicator as a state of the patient, for the "may be" note.
+fn urgency(indicator: Indicator) -> &'static str {
+    match indicator {
+        Indicator::Critical => "critical",
+        Indicator::Warning => "more serious",
+        Indicator::Info => "relevant",
+    }
 }
 
 /// A titled list, when there is anything to list.

@@ -80,6 +80,9 @@ pub struct Finding<'k> {
     pub rule: &'k Rule,
     /// The indicator after escalations.
     pub indicator: Indicator,
+    /// A louder indicator an escalation would have given, had a result not been reported
+    /// only as a bound that may lie on either side of its limit.
+    pub possibly_more_urgent: Option<Indicator>,
     /// The summary after escalations.
     pub summary: &'k str,
     /// The summary template with the decisive facts after escalations, if the rule has one.

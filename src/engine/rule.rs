@@ -27,10 +27,14 @@ pub(super) fn evaluate_rule<'k>(
     let mut indicator = rule.indicator;
     let mut summary = rule.summary.as_str();
     let mut summary_with_facts = rule.summary_with_facts.as_deref();
+    let mut possibly = None;
     for escalation in &rule.escalations {
         let outcome = evaluate(&escalation.when, scope)?;
-        // A bound that may be on the severe side is shown, so the reader knows why the card
-        // was not escalated.
+        // A bound that may be on the severe side is shown, and the card says it may be more
+        // urgent than its indicator, so the reader knows why it was not escalated.
+        if outcome.is_unknown() && escalation.indicator > indicator {
+            possibly = possibly.max(Some(escalation.indicator));
+        }
         evidence.extend(outcome.inconclusive.iter().cloned());
         if outcome.matched && escalation.indicator > indicator {
             indicator = escalation.indicator;
@@ -54,21 +58,15 @@ pub(super) fn evaluate_rule<'k>(
     for (index, suggestion) in rule.suggestions.iter().enumerate() {
         let mut suggestion_drafts = Vec::new();
         let mut unconfirmed = fired.unconfirmed;
+        let mut undecided = false;
         if let Some(when) = &suggestion.when {
             let outcome = evaluate(when, scope)?;
             if outcome.is_unknown() {
+                // Offered only if it is right whichever side the true value lies on: a test
+                // or an ECG, never a medication order.
                 evidence.extend(outcome.inconclusive.iter().cloned());
-                withheld.push(Withheld {
-                    label: suggestion.label.clone(),
-                    reason: SafetyReason::Inconclusive,
-                    explanation: "a result it depends on was reported only as a bound \
-                                  (for example \"<0.6\"), which may be on either side of the \
-                                  limit; see the data that could not be used"
-                        .to_owned(),
-                });
-                continue;
-            }
-            if !outcome.matched {
+                undecided = true;
+            } else if !outcome.matched {
                 continue;
             }
             evidence.extend(outcome.evidence);
@@ -133,6 +131,17 @@ pub(super) fn evaluate_rule<'k>(
             continue;
         }
         let planned = PlannedSuggestion { index, actions };
+        if undecided && safety::treats(rule, &planned, scope.record) {
+            withheld.push(Withheld {
+                label: suggestion.label.clone(),
+                reason: SafetyReason::Inconclusive,
+                explanation: "a result it depends on was reported only as a bound (a value \
+                              sent with \"<\" or \">\"), which may be on either side of the \
+                              limit; see the data that could not be used"
+                    .to_owned(),
+            });
+            continue;
+        }
         match safety::check_suggestion(rule, &planned, unconfirmed, scope) {
             Some(reason) => withheld.push(reason),
             None => suggestions.push(planned),
@@ -145,6 +154,7 @@ pub(super) fn evaluate_rule<'k>(
     Ok(RuleResult::Fired(Box::new(Finding {
         rule,
         indicator,
+        possibly_more_urgent: possibly,
         summary,
         summary_with_facts,
         evidence,

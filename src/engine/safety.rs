@@ -96,6 +96,11 @@ fn effect<'a>(rule: &'a Rule, planned: &PlannedSuggestion, record: &PatientRecor
     effect
 }
 
+/// Whether a planned suggestion creates, changes or removes a medication order.
+pub(super) fn treats(rule: &Rule, planned: &PlannedSuggestion, record: &PatientRecord) -> bool {
+    effect(rule, planned, record).treats
+}
+
 /// The first reason a planned suggestion must not be offered, if any. `unconfirmed` says
 /// whether the conditions that made the rule (or the suggestion) match are all unconfirmed.
 pub(super) fn check_suggestion(

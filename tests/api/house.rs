@@ -6,8 +6,8 @@ use std::process::Command;
 use cramp_cds::config::Settings;
 use cramp_cds::server::{Application, Clock};
 
-use crate::helpers::{app_allowed_to_call, request_without_prefetch, resources_of};
 use crate::helpers::{FhirTestServer, TestApp, now, spawn_app_with, temp_database_url};
+use crate::helpers::{app_allowed_to_call, request_without_prefetch, resources_of};
 
 const BAD_BASE_URLS: [&str; 6] = [
     "cds.example",

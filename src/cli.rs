@@ -307,17 +307,22 @@ fn print_invocation(invocation: &Invocation, format: OutputFormat) {
             if invocation.response.cards.is_empty() {
                 println!("No cards.");
             }
-            for card in &invocation.response.cards {
-                let rule = card
-                    .source
-                    .topic
-                    .as_ref()
-                    .map(|t| t.code.as_str())
-                    .unwrap_or("?");
-                println!("[{}] {rule}: {}", card.indicator.as_str(), card.summary);
-                let detail = card.detail.as_deref().unwrap_or("");
-                for line in detail.lines().filter(|l| l.starts_with("- ")) {
-                    println!("    {line}");
+            for (card, finding) in invocation.response.cards.iter().zip(&invocation.findings) {
+                println!(
+                    "[{}] {}: {}",
+                    card.indicator.as_str(),
+                    finding.rule_id,
+                    card.summary
+                );
+                // The card's lines without the Markdown emphasis a terminal would show as stars.
+                for line in crate::cards::evidence::all_lines(&finding.evidence) {
+                    println!("    - {}", line.replace("**", ""));
+                }
+                for line in crate::cards::evidence::all_unusable_lines(&finding.evidence) {
+                    println!("    - not used: {}", line.replace("**", ""));
+                }
+                for line in crate::cards::evidence::all_technical_lines(&finding.evidence) {
+                    println!("    technical: {line}");
                 }
                 for suggestion in &card.suggestions {
                     println!("    suggestion: {}", suggestion.label);

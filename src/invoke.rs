@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::auth::FhirAccess;
 use crate::cards::{CardContext, render_cards};
 use crate::config::{PublicBaseUrlError, Settings};
-use crate::engine::{Engine, Quieted, RuleFailure, Withheld};
+use crate::engine::{Engine, Evidence, Quieted, RuleFailure, Withheld};
 use crate::fhir::{FetchTally, FhirClient, GatherError, HttpClientError, gather};
 use crate::hooks::response::CdsResponse;
 use crate::hooks::{RequestError, parse_hook_call};
@@ -62,11 +62,25 @@ pub enum ServiceBuildError {
     PublicBaseUrl(#[from] PublicBaseUrlError),
 }
 
+/// What the engine found behind one card, as typed values: for the edge (metrics, history)
+/// and the command line, which never read them back out of the card.
+#[derive(Debug, Clone)]
+pub struct FindingReport {
+    /// The rule that fired.
+    pub rule_id: String,
+    /// The card's indicator.
+    pub indicator: Indicator,
+    /// The evidence the card shows.
+    pub evidence: Vec<Evidence>,
+}
+
 /// A successful invocation: the response and what happened along the way.
 #[derive(Debug)]
 pub struct Invocation {
     /// The response body.
     pub response: CdsResponse,
+    /// One report per card of `response`, in the same order.
+    pub findings: Vec<FindingReport>,
     /// Rules that fired but yielded to another: (rule id, winner).
     pub yielded: Vec<(String, String)>,
     /// Rules that failed and were skipped.
@@ -244,6 +258,15 @@ impl CdsService {
                 &self.knowledge.cards,
             )
         };
+        let findings: Vec<FindingReport> = evaluation
+            .findings
+            .iter()
+            .map(|f| FindingReport {
+                rule_id: f.rule_id().to_owned(),
+                indicator: f.indicator,
+                evidence: f.evidence.clone(),
+            })
+            .collect();
         tracing::debug!(
             hook = %call.hook,
             cards = cards.len(),
@@ -260,16 +283,12 @@ impl CdsService {
                 .record_and_wait(
                     cards
                         .iter()
-                        .map(|card| IssuedCard {
+                        .zip(&findings)
+                        .map(|(card, finding)| IssuedCard {
                             card_uuid: card.uuid.clone(),
                             client_scope: client.clone(),
                             service_id: service_id.to_owned(),
-                            rule_id: card
-                                .source
-                                .topic
-                                .as_ref()
-                                .map(|t| t.code.clone())
-                                .unwrap_or_default(),
+                            rule_id: finding.rule_id.clone(),
                             indicator: card.indicator.as_str().to_owned(),
                             hook_instance: call.hook_instance.clone(),
                             patient_hash: hash.clone(),
@@ -291,6 +310,7 @@ impl CdsService {
             .collect();
         Ok(Invocation {
             response: CdsResponse { cards },
+            findings,
             yielded: evaluation.yielded,
             failures: evaluation.failures,
             quieted: evaluation.quieted,

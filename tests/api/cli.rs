@@ -70,7 +70,30 @@ fn evaluate_text_format_names_rule_indicator_and_evidence() {
         text.starts_with("[warning] diuretic-low-magnesium: "),
         "{text}"
     );
-    assert!(text.contains("**0.55 mmol/L**"), "{text}");
+    assert!(
+        text.contains("    - Serum magnesium 0.55 mmol/L on 2026-10-02, below the threshold"),
+        "{text}"
+    );
+    assert!(
+        text.contains("technical: Serum magnesium on 2026-10-02: LOINC 2601-3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn evaluate_text_format_prints_evidence_not_the_advice_bullets() {
+    let output = evaluate(
+        &fixture_path("gabapentin-oral-solution-in-ml-egfr-50.fire"),
+        &["--format", "text"],
+        None,
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("total daily dose 1800 mg"), "{text}");
+    // The card's advice is a Markdown list; it is not evidence.
+    assert!(
+        !text.contains("Gabapentin with normal kidney function"),
+        "{text}"
+    );
 }
 
 #[test]

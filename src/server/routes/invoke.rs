@@ -7,6 +7,7 @@ use std::panic::AssertUnwindSafe;
 use super::accept_service_request;
 use crate::fhir::FetchTally;
 use crate::hooks::response::CdsResponse;
+use crate::invoke::FindingReport;
 use crate::server::AppState;
 use crate::server::errors::ApiError;
 
@@ -66,7 +67,7 @@ pub async fn invoke(
             "some rules failed and were skipped"
         );
     }
-    count_cards(&invocation.response);
+    count_cards(&invocation.findings);
     Ok(HttpResponse::Ok().json(invocation.response))
 }
 
@@ -81,17 +82,11 @@ fn count_fetches(fetches: &FetchTally) {
 }
 
 /// `cramp_cds_cards_total{rule,indicator}`: the cards answered.
-fn count_cards(response: &CdsResponse) {
-    for card in &response.cards {
-        let rule = card
-            .source
-            .topic
-            .as_ref()
-            .map(|t| t.code.as_str())
-            .unwrap_or("");
+fn count_cards(findings: &[FindingReport]) {
+    for finding in findings {
         crate::metrics::METRICS
             .cards
-            .with_label_values(&[rule, card.indicator.as_str()])
+            .with_label_values(&[finding.rule_id.as_str(), finding.indicator.as_str()])
             .inc();
     }
 }

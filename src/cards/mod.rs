@@ -248,7 +248,7 @@ fn render_actions(
                 .map(|order| Action {
                     action_type: ActionType::Update,
                     description: format!("{} ({})", template.description, order.concept.name()),
-                    resource: Some(with_dose(&order.resource, dose)),
+                    resource: Some(with_dose(&order.resource, dose, &order.concept.name())),
                     resource_id: Some(order.reference.clone()),
                 })
                 .collect()
@@ -258,24 +258,44 @@ fn render_actions(
 
 /// The draft order with its dosage replaced by `dose`; everything else (id, medication, route) kept.
 /// Known deviations from R4 (no intent, category as an object) are repaired so the result is valid R4.
-fn with_dose(order: &serde_json::Value, dose: &DoseTemplate) -> serde_json::Value {
+/// For a liquid with its concentration in the name (`product`, e.g. "gabapentin 50 MG/ML Oral
+/// Solution") a dose in mg is written in mL, with the mg in the text, so the order is measured
+/// as it is given and mg and mL cannot be mixed up.
+fn with_dose(order: &serde_json::Value, dose: &DoseTemplate, product: &str) -> serde_json::Value {
     let mut updated = order.clone();
     let route = order["dosageInstruction"][0]["route"].clone();
     let Some(object) = updated.as_object_mut() else {
         return updated;
     };
+    let lower = product.to_lowercase();
+    let liquid = !["tablet", "capsule"].iter().any(|w| lower.contains(w));
+    let (value, unit, text) = match crate::fhir::dose::concentration_mg_per_ml(product) {
+        Some(per_ml) if liquid && dose.unit.eq_ignore_ascii_case("mg") => {
+            let ml = (dose.value / per_ml * 100.0).round() / 100.0;
+            let trim = crate::knowledge::describe::trim_number;
+            let text = format!(
+                "{} mL ({} mg at {} mg/mL) a dose; {}",
+                trim(ml),
+                trim(dose.value),
+                trim(per_ml),
+                dose.text
+            );
+            (ml, "mL".to_owned(), text)
+        }
+        _ => (dose.value, dose.unit.clone(), dose.text.clone()),
+    };
     let mut instruction = serde_json::json!({
-        "text": dose.text,
+        "text": text,
         "timing": { "repeat": {
             "frequency": dose.frequency,
             "period": dose.period,
             "periodUnit": dose.period_unit,
         }},
         "doseAndRate": [{ "doseQuantity": {
-            "value": dose.value,
-            "unit": dose.unit,
+            "value": value,
+            "unit": unit,
             "system": "http://unitsofmeasure.org",
-            "code": dose.unit,
+            "code": unit,
         }}],
     });
     if !route.is_null() {
@@ -319,4 +339,41 @@ fn for_patient(template: &serde_json::Value, context: &CardContext<'_>) -> serde
         );
     }
     resource
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dose(value: f64) -> DoseTemplate {
+        DoseTemplate {
+            value,
+            unit: "mg".into(),
+            frequency: 2,
+            period: 1.0,
+            period_unit: "d".into(),
+            text: "200 mg by mouth twice a day".into(),
+        }
+    }
+
+    #[test]
+    fn a_dose_update_of_an_oral_solution_is_written_in_millilitres() {
+        let order = serde_json::json!({"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order"});
+        let updated = with_dose(&order, &dose(200.0), "gabapentin 50 MG/ML Oral Solution");
+        let quantity = &updated["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"];
+        assert_eq!(quantity["value"], 4.0);
+        assert_eq!(quantity["code"], "mL");
+        let text = updated["dosageInstruction"][0]["text"].as_str().unwrap();
+        assert!(text.starts_with("4 mL (200 mg at 50 mg/mL) a dose;"), "{text}");
+    }
+
+    #[test]
+    fn a_dose_update_of_a_tablet_stays_in_milligrams() {
+        let order = serde_json::json!({"resourceType": "MedicationRequest", "id": "d1"});
+        let updated = with_dose(&order, &dose(600.0), "gabapentin 600 MG Oral Tablet");
+        let quantity = &updated["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"];
+        assert_eq!(quantity["value"], 600.0);
+        assert_eq!(quantity["code"], "mg");
+        assert_eq!(updated["intent"], "proposal");
+    }
 }

@@ -6,9 +6,10 @@
 
 use std::fmt::Write;
 
+use crate::hooks::vocabulary::ActionType;
 use crate::knowledge::Knowledge;
 use crate::knowledge::describe::describe;
-use crate::knowledge::rule::{ActionType, Rule};
+use crate::knowledge::rule::Rule;
 
 /// The whole catalog in Markdown.
 pub fn catalog_markdown(knowledge: &Knowledge) -> String {
@@ -143,7 +144,7 @@ fn suggestions_markdown(rule: &Rule, knowledge: &Knowledge) -> String {
         return out;
     }
     let behavior = match rule.selection_behavior {
-        Some(crate::knowledge::rule::SelectionBehavior::AtMostOne) => " (choose at most one)",
+        Some(crate::hooks::vocabulary::SelectionBehavior::AtMostOne) => " (choose at most one)",
         _ => "",
     };
     let _ = writeln!(out, "Suggestions{behavior}:\n");

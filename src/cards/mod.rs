@@ -10,8 +10,9 @@ use uuid::Uuid;
 use crate::engine::Finding;
 use crate::fhir::record::PatientRecord;
 use crate::hooks::response::{Action, Card, Coding, Link, Source, Suggestion};
+use crate::hooks::vocabulary::{ActionType, Indicator, SelectionBehavior};
 use crate::knowledge::CardSettings;
-use crate::knowledge::rule::{ActionType, DoseTemplate, Indicator, SelectionBehavior};
+use crate::knowledge::rule::DoseTemplate;
 
 /// What the cards need to know about the request.
 #[derive(Debug, Clone)]
@@ -364,7 +365,10 @@ mod tests {
         assert_eq!(quantity["value"], 4.0);
         assert_eq!(quantity["code"], "mL");
         let text = updated["dosageInstruction"][0]["text"].as_str().unwrap();
-        assert!(text.starts_with("4 mL (200 mg at 50 mg/mL) a dose;"), "{text}");
+        assert!(
+            text.starts_with("4 mL (200 mg at 50 mg/mL) a dose;"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -20,8 +20,9 @@ use chrono::{DateTime, Utc};
 
 use crate::fhir::record::{DataIssue, PatientRecord};
 use crate::hooks::Hook;
+use crate::hooks::vocabulary::Indicator;
 use crate::knowledge::Knowledge;
-use crate::knowledge::rule::{Indicator, Rule, SafetyReason};
+use crate::knowledge::rule::{Rule, SafetyReason};
 pub use criteria::EvalError;
 pub use evidence::Evidence;
 pub use safety::{Quieted, Withheld};

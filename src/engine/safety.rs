@@ -13,7 +13,8 @@ use super::evidence::Evidence;
 use super::order::concept_of;
 use super::{Finding, PlannedSuggestion, Scope, matching};
 use crate::fhir::record::{ConditionEntry, PatientRecord};
-use crate::knowledge::rule::{ActionType, Rule, SafetyReason};
+use crate::hooks::vocabulary::ActionType;
+use crate::knowledge::rule::{Rule, SafetyReason};
 
 /// Age below which no fixed adult dose is suggested.
 pub const ADULT_AGE: u32 = 18;

@@ -8,6 +8,7 @@ pub mod object_or;
 pub mod request;
 pub mod response;
 pub mod template;
+pub mod vocabulary;
 
 pub use fhir_id::FhirId;
 pub use hook::Hook;

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::knowledge::rule::{ActionType, Indicator, SelectionBehavior};
+use crate::hooks::vocabulary::{ActionType, Indicator, SelectionBehavior};
 
 /// The body of a successful hook response.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]

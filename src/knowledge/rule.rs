@@ -14,50 +14,7 @@ use super::criteria::{
 use super::diagnostic::{Diagnostic, Problem, join};
 use super::keys::{Schema, Shape, check_keys, fields_of, leaves};
 use crate::hooks::Hook;
-
-/// CDS Hooks card indicator, ordered by urgency.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Deserialize,
-    serde::Serialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Indicator {
-    /// Informational.
-    Info,
-    /// Worth the clinician's attention.
-    Warning,
-    /// Needs action now.
-    Critical,
-}
-
-impl Indicator {
-    /// The indicator on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Indicator::Info => "info",
-            Indicator::Warning => "warning",
-            Indicator::Critical => "critical",
-        }
-    }
-}
-
-/// CDS Hooks `selectionBehavior`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SelectionBehavior {
-    /// The clinician may accept at most one suggestion.
-    AtMostOne,
-    /// The clinician may accept any of them.
-    Any,
-}
+use crate::hooks::vocabulary::{ActionType, Indicator, SelectionBehavior};
 
 /// Why a rule stayed quiet, or a suggestion was not offered, although its clinical trigger
 /// was there. `cramp-cds evaluate --explain` lists each with its reason.
@@ -207,18 +164,6 @@ pub struct SuggestionTemplate {
     pub unless_reason: Option<(SafetyReason, String)>,
     /// The actions, applied together.
     pub actions: Vec<ActionTemplate>,
-}
-
-/// The kind of a suggestion action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ActionType {
-    /// Create a new resource.
-    Create,
-    /// Replace a draft order.
-    Update,
-    /// Remove a draft order.
-    Delete,
 }
 
 /// One action of a suggestion.

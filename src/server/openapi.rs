@@ -10,8 +10,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::hooks::response::{Action, Card, CdsResponse, Coding, Link, Source, Suggestion};
+use crate::hooks::vocabulary::{ActionType, Indicator, SelectionBehavior};
 use crate::knowledge::Knowledge;
-use crate::knowledge::rule::{ActionType, Indicator, SelectionBehavior};
 use crate::knowledge::services::ServiceDefinition;
 
 /// The OpenAPI document.

@@ -168,30 +168,7 @@ pub struct IssuedCard {
     pub suggestion_uuids: Vec<String>,
 }
 
-/// One feedback entry, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeedbackEntry {
-    /// `card`: the card's uuid.
-    pub card_uuid: String,
-    /// `accepted` or `overridden`.
-    pub outcome: String,
-    /// `outcomeTimestamp` as sent (part of the idempotency key).
-    pub outcome_timestamp: String,
-    /// `outcomeTimestamp` parsed: the client's account, kept as data (snoozes count from receipt).
-    pub outcome_at: DateTime<Utc>,
-    /// The service it was sent to.
-    pub service_id: String,
-    /// `acceptedSuggestions[].id`.
-    pub accepted_suggestions: Vec<String>,
-    /// `overrideReason.reason.system`.
-    pub reason_system: Option<String>,
-    /// `overrideReason.reason.code`.
-    pub reason_code: Option<String>,
-    /// `overrideReason.reason.display`.
-    pub reason_display: Option<String>,
-    /// `overrideReason.userComment`.
-    pub user_comment: Option<String>,
-}
+pub use crate::hooks::feedback::FeedbackEntry;
 
 /// What storing feedback found.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -162,12 +162,12 @@ pub(super) fn evaluate_rule<'k>(
         suggestions,
         draft_orders,
         data_issues: {
-            let topics = topics::read_by(rule);
+            let topics = &rule.reads;
             scope
                 .record
                 .issues
                 .iter()
-                .filter(|issue| topics::bears_on(issue, &topics))
+                .filter(|issue| topics::bears_on(issue, topics))
                 .cloned()
                 .collect()
         },

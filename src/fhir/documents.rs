@@ -8,8 +8,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::record::{IssueTopic, PatientRecord};
+use super::record::PatientRecord;
 use crate::hooks::object_or::ObjectOr;
+use crate::knowledge::topics::IssueTopic;
 use cramp_fhir_parse::{ParsedResource, parse_resource};
 
 /// What a document turned out to hold.

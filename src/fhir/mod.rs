@@ -19,10 +19,10 @@ use futures::future::join_all;
 use crate::hooks::template::{RenderError, TokenValues};
 use crate::hooks::{Hook, HookCall, RequestError};
 use crate::knowledge::services::Service;
+use crate::knowledge::topics::IssueTopic;
 pub use access::{FhirAccess, FhirServerError};
 use documents::{Document, add_document, add_draft_orders, add_medications_only};
 pub use fetch::{FetchError, FhirClient, FhirClientSettings, HttpClientError};
-use record::IssueTopic;
 pub use record::PatientRecord;
 
 /// Why the patient's data could not be gathered.

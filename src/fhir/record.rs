@@ -12,6 +12,7 @@
 //! treated the same way: reported, not used. A patient-scoped search from an
 //! EHR always fills `subject`, so only malformed data is affected.
 
+use crate::knowledge::topics::IssueTopic;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use cramp_fhir_parse::resources::{
@@ -244,35 +245,6 @@ pub struct DraftOrder {
     pub resource: serde_json::Value,
     /// The total daily dose (medication orders), or why it cannot be computed.
     pub daily_dose: Result<DailyDose, String>,
-}
-
-/// What kind of fact a [`DataIssue`] bears on, so an issue can be shown with the findings it
-/// could change (an unrecognised medication with the medication rules, and so on).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IssueTopic {
-    /// A medication on record or a draft order: unresolved reference, unrecognisable drug.
-    Medication,
-    /// A laboratory result.
-    Observation,
-    /// A condition.
-    Condition,
-    /// The Patient resource (birth date, identity).
-    Patient,
-    /// A whole document, a Bundle entry of unknown type, or the request itself.
-    Other,
-}
-
-impl IssueTopic {
-    /// The topic of a resource type (`Observation` is [`IssueTopic::Observation`]).
-    pub fn of_resource_type(resource_type: &str) -> IssueTopic {
-        match resource_type {
-            "Observation" => IssueTopic::Observation,
-            "Condition" => IssueTopic::Condition,
-            "Patient" => IssueTopic::Patient,
-            "Medication" | "MedicationStatement" | "MedicationRequest" => IssueTopic::Medication,
-            _ => IssueTopic::Other,
-        }
-    }
 }
 
 /// Something in the data the service could not use, reported rather than guessed.

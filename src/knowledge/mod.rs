@@ -12,6 +12,7 @@ pub mod keys;
 pub mod rule;
 pub mod services;
 pub mod source;
+pub mod topics;
 pub mod valueset;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -13,6 +13,7 @@ use super::criteria::{
 };
 use super::diagnostic::{Diagnostic, Problem, join};
 use super::keys::{Schema, Shape, check_keys, fields_of, leaves};
+use super::topics::{self, IssueTopic};
 use crate::hooks::Hook;
 use crate::hooks::vocabulary::{ActionType, Indicator, SelectionBehavior};
 
@@ -124,6 +125,8 @@ pub struct Rule {
     pub yields_to: Vec<String>,
     /// Links shown on the card.
     pub links: Vec<LinkTemplate>,
+    /// The kinds of facts any of its criteria reads, worked out when it loads.
+    pub reads: Vec<IssueTopic>,
 }
 
 /// A louder variant of a rule's card.
@@ -492,7 +495,7 @@ impl Rule {
                 Problem::Invalid(format!("rule '{own}' cannot yield to itself")),
             ));
         }
-        Ok(Rule {
+        let mut rule = Rule {
             id: raw.id,
             title: raw.title,
             file: file.to_owned(),
@@ -510,7 +513,10 @@ impl Rule {
             stay_quiet,
             yields_to: raw.yields_to,
             links: raw.links,
-        })
+            reads: Vec::new(),
+        };
+        rule.reads = topics::read_by(&rule);
+        Ok(rule)
     }
 }
 

@@ -108,7 +108,7 @@ fn render_card(
         // at random places, which keeps writing the history cheap.
         uuid: Uuid::now_v7().to_string(),
         summary: summary_of(finding),
-        detail: Some(render_detail(finding)),
+        detail: Some(render_detail(finding, record, context, settings)),
         indicator: finding.indicator,
         source: Source {
             label: rule.source.label.clone(),
@@ -137,7 +137,12 @@ fn summary_of(finding: &Finding<'_>) -> String {
 }
 
 /// The card's Markdown: why it fired, what to do, what data was not used, and the source.
-pub fn render_detail(finding: &Finding<'_>) -> String {
+pub fn render_detail(
+    finding: &Finding<'_>,
+    record: &PatientRecord,
+    context: &CardContext<'_>,
+    settings: &CardSettings,
+) -> String {
     let rule = finding.rule;
     let mut detail = String::from("**Why this card**\n\n");
     for line in evidence::all_lines(&finding.evidence) {
@@ -146,6 +151,9 @@ pub fn render_detail(finding: &Finding<'_>) -> String {
         detail.push('\n');
     }
     detail.push_str("\n**What to do**\n\n");
+    if let Some(caution) = adult_dose_caution(finding, record, context, settings) {
+        detail.push_str(&caution);
+    }
     if let Some(louder) = finding.possibly_more_urgent {
         detail.push_str(&format!(
             "**This may be {}.** A result was reported only as a bound that may lie beyond the \
@@ -186,6 +194,34 @@ pub fn render_detail(finding: &Finding<'_>) -> String {
         rule.source.label, rule.id
     ));
     detail
+}
+
+/// For a patient under the adult age (or of unknown age) on a card whose advice names doses in
+/// mg: a caution that they are adult doses. Suggestions are already withheld by the engine.
+fn adult_dose_caution(
+    finding: &Finding<'_>,
+    record: &PatientRecord,
+    context: &CardContext<'_>,
+    settings: &CardSettings,
+) -> Option<String> {
+    let names_doses = std::iter::once(finding.rule.advice.as_str())
+        .chain(finding.notes.iter().copied())
+        .any(|text| text.contains(" mg"));
+    if !names_doses {
+        return None;
+    }
+    match record.age_on(context.now.date_naive()) {
+        Some(age) if age < settings.adult_age => Some(format!(
+            "**The patient is {age}: the doses below are adult doses.** Dose a child by age and \
+             weight with paediatric guidance.\n\n"
+        )),
+        Some(_) => None,
+        None => Some(
+            "**No birth date is on record: the doses below are adult doses.** Check the \
+             patient's age before using them.\n\n"
+                .to_owned(),
+        ),
+    }
 }
 
 /// An indicator as a state of the patient, for the "may be" note.

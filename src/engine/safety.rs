@@ -16,9 +16,6 @@ use crate::fhir::record::{ConditionEntry, PatientRecord};
 use crate::hooks::vocabulary::ActionType;
 use crate::knowledge::rule::{Rule, SafetyReason};
 
-/// Age below which no fixed adult dose is suggested.
-pub const ADULT_AGE: u32 = 18;
-
 /// A suggestion that was not offered, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Withheld {
@@ -129,12 +126,13 @@ pub(super) fn check_suggestion(
     }
     if effect.sets_dose {
         match scope.record.age_on(scope.now.date_naive()) {
-            Some(age) if age < ADULT_AGE => {
+            Some(age) if age < scope.knowledge.cards.adult_age => {
                 return withheld(
                     SafetyReason::Age,
                     format!(
-                        "the patient is {age}; no fixed adult dose is suggested under {ADULT_AGE}, \
-                         dose by age and weight with paediatric guidance"
+                        "the patient is {age}; no fixed adult dose is suggested under {}, \
+                         dose by age and weight with paediatric guidance",
+                        scope.knowledge.cards.adult_age
                     ),
                 );
             }

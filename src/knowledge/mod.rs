@@ -165,6 +165,9 @@ pub struct CardSettings {
     pub topic_system: String,
     /// Offered on warning and critical cards.
     pub override_reasons: Vec<OverrideReason>,
+    /// The age from which a fixed adult dose may be suggested; below it (or with no birth date)
+    /// no dose is suggested and dose advice carries a caution.
+    pub adult_age: u32,
 }
 
 /// A reason a clinician can give for overriding a card.
@@ -360,6 +363,15 @@ impl Knowledge {
             return Err(KnowledgeError::new(
                 &cards_file.path,
                 "every override reason needs a display",
+            ));
+        }
+        if !(1..=25).contains(&cards.adult_age) {
+            return Err(KnowledgeError::new(
+                &cards_file.path,
+                format!(
+                    "adult_age must be 1 to 25 (years), it is {}",
+                    cards.adult_age
+                ),
             ));
         }
 
@@ -735,6 +747,17 @@ mod tests {
         Knowledge::from_files(edited(file, from, to))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn an_adult_age_outside_1_to_25_is_refused_naming_cards_toml() {
+        for bad in ["adult_age = 0", "adult_age = 40"] {
+            let error = load_error("cards.toml", "adult_age = 18", bad);
+            assert!(error.starts_with("cards.toml"), "{error}");
+            assert!(error.contains("adult_age must be 1 to 25"), "{error}");
+        }
+        let error = load_error("cards.toml", "adult_age = 18\n", "");
+        assert!(error.contains("adult_age"), "{error}");
     }
 
     fn line_of(file: &str, needle: &str) -> usize {

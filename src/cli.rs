@@ -351,11 +351,12 @@ fn print_explanation(invocation: &Invocation, format: OutputFormat) {
         lines.push(format!("failed: {} ({})", failure.rule_id, failure.message));
     }
     for quiet in &invocation.quieted {
-        let found = crate::cards::evidence::all_lines(&quiet.evidence);
+        let mut found = crate::cards::evidence::all_lines(&quiet.evidence);
+        found.extend(crate::cards::evidence::all_unusable_lines(&quiet.evidence));
         let found = if found.is_empty() {
             String::new()
         } else {
-            format!(" ({})", found.join("; "))
+            format!(" ({})", found.join("; ").replace("**", ""))
         };
         lines.push(format!(
             "quiet for safety: {} (reason {}: {}{found})",

@@ -16,6 +16,17 @@ pub(super) fn evaluate_rule<'k>(
     scope: &Scope<'_>,
 ) -> Result<RuleResult<'k>, EvalError> {
     let fired = evaluate(&rule.when, scope)?;
+    if fired.is_unknown() {
+        // Neither fired nor ruled out: say so (--explain), never guess either way.
+        return Ok(RuleResult::Quiet(vec![Quieted {
+            rule_id: rule.id.clone(),
+            reason: SafetyReason::Inconclusive,
+            explanation: "a result it depends on was reported only as a bound that may be on \
+                          either side of its limit"
+                .to_owned(),
+            evidence: fired.inconclusive,
+        }]));
+    }
     if !fired.matched {
         return Ok(quiet_for_skipped_orders(rule, &fired));
     }

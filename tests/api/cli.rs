@@ -318,3 +318,16 @@ fn explain_says_nothing_was_withheld_when_a_safe_suggestion_is_offered() {
     assert!(!text.contains("withheld"), "{text}");
     assert!(!text.contains("quiet for safety"), "{text}");
 }
+
+#[test]
+fn explain_names_the_bound_that_left_a_rule_undecided() {
+    let text = explain("magnesium-less-than-0-9-comparator.quiet");
+    assert!(
+        text.contains("quiet for safety: diuretic-low-magnesium (reason inconclusive-result:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<0.90 mmol/L on 2026-10-02 (Observation/mg-bound) was not counted as below the threshold of 0.70 mmol/L"),
+        "{text}"
+    );
+}

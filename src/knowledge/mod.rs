@@ -231,6 +231,24 @@ pub struct Knowledge {
     pub cards: CardSettings,
 }
 
+impl Knowledge {
+    /// Parses and validates one criterion (its TOML inline-table form, e.g.
+    /// `{ lab = { analyte = "magnesium", below = { value = 0.7, unit = "mmol/L" } } }` written
+    /// as `lab = { ... }`) against this knowledge, as if in the `when` of a rule running on
+    /// every hook. For tools and tests that evaluate one criterion.
+    pub fn criterion(&self, text: &str) -> Result<Criterion, Diagnostic> {
+        let raw: criteria::RawCriterion =
+            toml::from_str(text).map_err(|e| Diagnostic::syntax(text, e))?;
+        let scope = Scope {
+            valuesets: &self.valuesets,
+            analytes: &self.analytes,
+            definitions: &self.definitions,
+        };
+        let hooks = [Hook::PatientView, Hook::OrderSelect, Hook::OrderSign];
+        raw.validate(&scope, criteria::Place::in_rule("when", &hooks))
+    }
+}
+
 struct Scope<'a> {
     valuesets: &'a [ValueSet],
     analytes: &'a [Analyte],

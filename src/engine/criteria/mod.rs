@@ -9,6 +9,8 @@ mod condition;
 mod draft_order;
 mod lab;
 mod medication;
+#[cfg(test)]
+mod tests;
 
 use super::evidence::{Evidence, Fact};
 use super::{Outcome, Scope};

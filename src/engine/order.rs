@@ -7,22 +7,13 @@ use serde_json::Value;
 
 use crate::fhir::record::{Code, Concept, DraftOrder, PatientRecord};
 use crate::knowledge::criteria::Route;
-
-/// SNOMED CT route codes (FHIR R4 `route-codes` examples) and the route each means.
-const SNOMED_ROUTES: [(&str, Route); 6] = [
-    ("26643006", Route::Oral),
-    ("47625008", Route::Intravenous),
-    ("78421000", Route::Intramuscular),
-    ("34206005", Route::Subcutaneous),
-    ("6064005", Route::Topical),
-    ("45890007", Route::Topical),
-];
+use crate::knowledge::products::ProductVocabulary;
 
 /// The route of a draft order: from its first dosage route (SNOMED CT code, then text or
-/// display), else from words of its product name ("Oral Tablet", "Injectable Solution").
-/// `None` when neither tells. An injectable product without a stated route counts as
-/// intravenous unless its name says intramuscular.
-pub fn route_of(order: &DraftOrder) -> Option<Route> {
+/// display), else from words of its product name ("Oral Tablet", "Injectable Solution"), with
+/// the codes and words of `products.toml`. `None` when neither tells; a stated route that names
+/// no known route is [`Route::Other`].
+pub fn route_of(order: &DraftOrder, products: &ProductVocabulary) -> Option<Route> {
     for instruction in order.resource["dosageInstruction"]
         .as_array()
         .into_iter()
@@ -32,82 +23,29 @@ pub fn route_of(order: &DraftOrder) -> Option<Route> {
         if route.is_null() {
             continue;
         }
-        if let Some(found) = route_from_codes(route) {
+        let coded = route["coding"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["code"].as_str())
+            .find_map(|code| products.route_of_code(code));
+        if let Some(found) = coded {
             return Some(found);
         }
         let words = [
             route["text"].as_str(),
             route["coding"][0]["display"].as_str(),
         ];
-        if let Some(found) = words.into_iter().flatten().find_map(route_from_words) {
+        if let Some(found) = words
+            .into_iter()
+            .flatten()
+            .find_map(|text| products.route_of_text(text))
+        {
             return Some(found);
         }
         return Some(Route::Other);
     }
-    route_from_product_name(&order.concept.name())
-}
-
-fn route_from_codes(route: &Value) -> Option<Route> {
-    route["coding"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["code"].as_str())
-        .find_map(|code| {
-            SNOMED_ROUTES
-                .iter()
-                .find(|(known, _)| *known == code)
-                .map(|(_, r)| *r)
-        })
-}
-
-/// A route named in a route's text ("Intravenous", "IV", "by mouth").
-fn route_from_words(text: &str) -> Option<Route> {
-    let text = text.to_lowercase();
-    let has = |word: &str| {
-        text.split(|c: char| !c.is_alphanumeric())
-            .any(|w| w == word)
-    };
-    if text.contains("intravenous") || has("iv") {
-        Some(Route::Intravenous)
-    } else if text.contains("intramuscular") || has("im") {
-        Some(Route::Intramuscular)
-    } else if text.contains("subcutaneous") || has("sc") || has("subcut") {
-        Some(Route::Subcutaneous)
-    } else if text.contains("oral") || text.contains("by mouth") || has("po") {
-        Some(Route::Oral)
-    } else if text.contains("topical") || text.contains("transdermal") || text.contains("cutaneous")
-    {
-        Some(Route::Topical)
-    } else {
-        None
-    }
-}
-
-/// The route an RxNorm-style product name implies.
-fn route_from_product_name(name: &str) -> Option<Route> {
-    let name = name.to_lowercase();
-    let any = |words: &[&str]| words.iter().any(|w| name.contains(w));
-    if any(&["intramuscular"]) {
-        Some(Route::Intramuscular)
-    } else if any(&["injectable", "injection", "intravenous", "infusion"]) {
-        Some(Route::Intravenous)
-    } else if any(&["oral", "tablet", "capsule", "chewable", "lozenge"]) {
-        Some(Route::Oral)
-    } else if any(&[
-        "patch",
-        "gel",
-        "cream",
-        "ointment",
-        "topical",
-        "transdermal",
-    ]) {
-        Some(Route::Topical)
-    } else if any(&["ophthalmic", "suppository", "rectal", "spray", "inhal"]) {
-        Some(Route::Other)
-    } else {
-        None
-    }
+    products.route_of_product(&order.concept.name())
 }
 
 /// The reasons a draft order gives: each `reasonCode`, and each Condition in the record that a
@@ -166,6 +104,10 @@ pub fn concept_of(codeable: &Value) -> Concept {
 mod tests {
     use super::*;
 
+    fn products() -> ProductVocabulary {
+        crate::engine::test_support::knowledge().products
+    }
+
     fn order(resource: Value, name: &str) -> DraftOrder {
         DraftOrder {
             reference: "MedicationRequest/m".into(),
@@ -185,7 +127,8 @@ mod tests {
     #[test]
     fn a_product_name_tells_the_route_when_the_order_states_none() {
         let none = serde_json::json!({});
-        let route = |name: &str| route_of(&order(none.clone(), name));
+        let products = products();
+        let route = |name: &str| route_of(&order(none.clone(), name), &products);
         assert_eq!(
             route("diclofenac sodium 10 MG/ML Topical Gel"),
             Some(Route::Topical)
@@ -206,7 +149,10 @@ mod tests {
         let resource = serde_json::json!({"dosageInstruction": [{"route": {"coding": [
             {"system": "http://snomed.info/sct", "code": "47625008"}]}}]});
         assert_eq!(
-            route_of(&order(resource, "magnesium oxide 400 MG Oral Tablet")),
+            route_of(
+                &order(resource, "magnesium oxide 400 MG Oral Tablet"),
+                &products()
+            ),
             Some(Route::Intravenous)
         );
     }
@@ -214,20 +160,30 @@ mod tests {
     #[test]
     fn route_text_and_product_names_tell_the_route() {
         let by_text = serde_json::json!({"dosageInstruction": [{"route": {"text": "IM"}}]});
-        assert_eq!(route_of(&order(by_text, "x")), Some(Route::Intramuscular));
+        let products = products();
+        assert_eq!(
+            route_of(&order(by_text, "x"), &products),
+            Some(Route::Intramuscular)
+        );
         let none = serde_json::json!({});
         assert_eq!(
-            route_of(&order(
-                none.clone(),
-                "Magnesium Sulfate 500 MG/ML Injectable Solution"
-            )),
+            route_of(
+                &order(
+                    none.clone(),
+                    "Magnesium Sulfate 500 MG/ML Injectable Solution"
+                ),
+                &products
+            ),
             Some(Route::Intravenous)
         );
         assert_eq!(
-            route_of(&order(none.clone(), "magnesium oxide 400 MG Oral Tablet")),
+            route_of(
+                &order(none.clone(), "magnesium oxide 400 MG Oral Tablet"),
+                &products
+            ),
             Some(Route::Oral)
         );
-        assert_eq!(route_of(&order(none, "magnesium")), None);
+        assert_eq!(route_of(&order(none, "magnesium"), &products), None);
     }
 
     #[test]

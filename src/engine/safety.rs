@@ -14,6 +14,7 @@ use super::order::concept_of;
 use super::{Finding, PlannedSuggestion, Scope, matching};
 use crate::fhir::record::{ConditionEntry, PatientRecord};
 use crate::hooks::vocabulary::ActionType;
+use crate::knowledge::products::ProductVocabulary;
 use crate::knowledge::rule::{Rule, SafetyReason};
 
 /// A suggestion that was not offered, and why.
@@ -147,7 +148,9 @@ pub(super) fn check_suggestion(
             Some(_) => {}
         }
     }
-    if let Some(explanation) = dose_not_givable(rule, planned, scope.record) {
+    if let Some(explanation) =
+        dose_not_givable(rule, planned, scope.record, &scope.knowledge.products)
+    {
         return withheld(SafetyReason::Product, explanation);
     }
     effect
@@ -165,6 +168,7 @@ fn dose_not_givable(
     rule: &Rule,
     planned: &PlannedSuggestion,
     record: &PatientRecord,
+    products: &ProductVocabulary,
 ) -> Option<String> {
     let template = &rule.suggestions[planned.index];
     for action in &planned.actions {
@@ -178,16 +182,7 @@ fn dose_not_givable(
         {
             let name = order.concept.name();
             let lower = name.to_lowercase();
-            let extended = [
-                "extended release",
-                "24 hr",
-                "12 hr",
-                " er ",
-                "sustained",
-                "gralise",
-            ]
-            .iter()
-            .any(|w| format!(" {lower} ").contains(w));
+            let extended = products.is_extended_release(&name);
             if extended && dose.frequency > 1 {
                 return Some(format!(
                     "{name} is an extended-release product, which is not taken {} times a day; \

@@ -9,6 +9,7 @@ pub mod criteria;
 pub mod describe;
 pub mod diagnostic;
 pub mod keys;
+pub mod products;
 pub mod rule;
 pub mod services;
 pub mod source;
@@ -205,11 +206,12 @@ fn cards_child(key: &str) -> Shape {
 /// `definitions.toml`, an `analytes.toml` entry, `cards.toml`, a value set file and
 /// `services.json`. The one list of accepted keys: the loader checks files against it, and a
 /// test checks that `docs/rule-language.md` documents every key in it.
-pub const KNOWLEDGE_SCHEMAS: [Schema; 6] = [
+pub const KNOWLEDGE_SCHEMAS: [Schema; 7] = [
     RULE_SCHEMA,
     CRITERION_SCHEMA,
     ANALYTE_SCHEMA,
     CARDS_SCHEMA,
+    products::PRODUCTS_SCHEMA,
     VALUESET_SCHEMA,
     SERVICES_SCHEMA,
 ];
@@ -229,6 +231,8 @@ pub struct Knowledge {
     pub rules: Vec<Rule>,
     /// Card settings.
     pub cards: CardSettings,
+    /// How routes and extended-release products are told from product names and route text.
+    pub products: products::ProductVocabulary,
 }
 
 impl Knowledge {
@@ -393,6 +397,16 @@ impl Knowledge {
             ));
         }
 
+        let products_file = files.get("products.toml")?;
+        let products: products::ProductVocabulary = read_table(
+            &products_file.path,
+            &text(products_file)?,
+            products::PRODUCTS_SCHEMA,
+        )?;
+        products
+            .check()
+            .map_err(|problem| KnowledgeError::new(&products_file.path, problem))?;
+
         let services_file = files.get("services.json")?;
         let services = load_services(services_file)?;
         let mut knowledge = Knowledge {
@@ -402,6 +416,7 @@ impl Knowledge {
             definitions,
             rules,
             cards,
+            products,
         };
         // What each hook's rules read depends only on the knowledge: work it out once, not per call.
         for mut service in services {

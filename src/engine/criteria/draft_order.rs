@@ -95,7 +95,7 @@ fn safety_skip(
         }
     }
     if !c.routes.is_empty()
-        && let Some(route) = order::route_of(order)
+        && let Some(route) = order::route_of(order, &scope.knowledge.products)
         && !c.routes.contains(&route)
     {
         let wanted: Vec<&str> = c.routes.iter().map(|r| r.as_str()).collect();

@@ -258,12 +258,16 @@ fn threshold_of(evidence: &Evidence) -> Option<(&LabReading, Direction, f64)> {
     }
 }
 
-/// A draft order found above a dose limit: its reference and the limit.
+/// A draft order and how much its dose line says: the limit it is above, else less than any
+/// limit for a plain daily dose, and least for no dose. A dose that could not be computed says
+/// why, and is never merged.
 fn dose_limit_of(evidence: &Evidence) -> Option<(&str, f64)> {
     match &evidence.fact {
         Fact::DraftOrder(order) => match order.dose {
             DoseFact::Above { limit, .. } => Some((order.reference.as_str(), limit)),
-            _ => None,
+            DoseFact::Daily { .. } => Some((order.reference.as_str(), f64::MIN)),
+            DoseFact::NotShown => Some((order.reference.as_str(), f64::NEG_INFINITY)),
+            DoseFact::Unknown(_) => None,
         },
         _ => None,
     }

@@ -113,6 +113,19 @@ pub struct DraftOrderCriterion {
     /// Orders whose medication is also in this value set do not count (e.g. a laxative
     /// magnesium product among magnesium products).
     pub except: Option<usize>,
+    /// Only extended-release (or only immediate-release) products count, as `products.toml`
+    /// tells them from the product name. `None`: either.
+    pub release: Option<Release>,
+}
+
+/// Whether a product releases its drug over hours (extended) or at once (immediate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Release {
+    /// Extended release (24 HR, ER, CR; Gralise, Lyrica CR).
+    Extended,
+    /// Any other product.
+    Immediate,
 }
 
 /// How a medication is given, as far as rules distinguish it.
@@ -279,6 +292,8 @@ struct RawMedicationCriterion {
 ///   are for another accepted use); reported by `--explain` (reason `indication`).
 /// - `except = "value-set"`: orders whose medication is also in that value set do not count
 ///   (e.g. a laxative or antacid product); reported by `--explain` (reason `indication`).
+/// - `release = "extended" | "immediate"`: only extended-release (or only other) products
+///   count, as `products.toml` tells them from the product name.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDraftOrderCriterion {
@@ -292,6 +307,7 @@ struct RawDraftOrderCriterion {
     reason: Option<String>,
     reason_not: Option<String>,
     except: Option<String>,
+    release: Option<Release>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -765,6 +781,7 @@ fn validate_draft_order(
         reason: optional(c.reason, "reason")?,
         reason_not: optional(c.reason_not, "reason_not")?,
         except: optional(c.except, "except")?,
+        release: c.release,
     })
 }
 

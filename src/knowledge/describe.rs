@@ -88,6 +88,15 @@ pub fn describe(criterion: &Criterion, knowledge: &Knowledge) -> String {
                     knowledge.valuesets[set].title
                 ));
             }
+            match c.release {
+                Some(crate::knowledge::criteria::Release::Extended) => {
+                    limits.push("an extended-release product".to_owned())
+                }
+                Some(crate::knowledge::criteria::Release::Immediate) => {
+                    limits.push("an immediate-release product".to_owned())
+                }
+                None => {}
+            }
             if let Some(set) = c.except {
                 limits.push(format!("not in \"{}\"", knowledge.valuesets[set].title));
             }

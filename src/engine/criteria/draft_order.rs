@@ -7,7 +7,7 @@ use super::super::evidence::{DoseFact, Evidence, Fact, OrderFact};
 use super::super::{Outcome, Scope, matching, order};
 use super::{EvalError, valueset};
 use crate::fhir::record::DraftOrder;
-use crate::knowledge::criteria::{DoseTest, DraftOrderCriterion};
+use crate::knowledge::criteria::{DoseTest, DraftOrderCriterion, Release};
 use crate::knowledge::rule::SafetyReason;
 
 /// The draft orders in scope that the criterion matches.
@@ -22,6 +22,15 @@ pub fn evaluate(c: &DraftOrderCriterion, scope: &Scope<'_>) -> Result<Outcome, E
         else {
             continue;
         };
+        if let Some(release) = c.release {
+            let extended = scope
+                .knowledge
+                .products
+                .is_extended_release(&order.concept.name());
+            if extended != (release == Release::Extended) {
+                continue;
+            }
+        }
         if let Ok(dose) = &order.daily_dose
             && !dose.mg_per_day.is_finite()
         {

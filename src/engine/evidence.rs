@@ -10,11 +10,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::fhir::record::Measured;
 use crate::knowledge::valueset::{NameKind, ProductKind};
 
-/// One piece of evidence, with the labels of the named criteria it came through
-/// (outermost first), e.g. `["Thiazide"]`.
+/// One piece of evidence, with the label of the outermost named criterion it came through,
+/// e.g. `["Kidney function"]` (a list, so a fact may also carry none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evidence {
-    /// Labels of the named criteria around the fact, outermost first.
+    /// The label of the outermost named criterion around the fact, if any.
     pub labels: Vec<String>,
     /// The fact.
     pub fact: Fact,

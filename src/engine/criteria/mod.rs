@@ -124,8 +124,10 @@ pub fn evaluate(criterion: &Criterion, scope: &Scope<'_>) -> Result<Outcome, Eva
             // What a definition did not find inside itself ("no dialysis", "eGFR not below 30"
             // in a kidney-function band) is how the definition works, not why the card fired.
             outcome.absences.clear();
+            // The label the rule author referred to is the one shown: a definition used inside
+            // another ("Recent eGFR" inside "Kidney function") does not stack its own.
             for evidence in outcome.evidence.iter_mut().chain(&mut outcome.inconclusive) {
-                evidence.labels.insert(0, named.label.clone());
+                evidence.labels = vec![named.label.clone()];
             }
             outcome
         }

@@ -175,6 +175,18 @@ fn a_named_criterion_labels_its_evidence_and_keeps_its_own_absences_to_itself() 
         "valueQuantity":{"value":25,"unit":"mL/min/{1.73_m2}","system":"http://unitsofmeasure.org","code":"mL/min/{1.73_m2}"}}"#;
     let named = check(r#"ref = "renal-insufficiency""#, &[egfr]);
     assert!(named.matched);
+    // A definition inside another ("Recent eGFR" inside "Kidney function") shows only the outer.
+    let normal = egfr.replace(r#""value":25"#, r#""value":75"#);
+    let band = check(r#"ref = "kidney-function-60-or-more""#, &[&normal]);
+    assert!(band.matched);
+    assert!(
+        band.evidence
+            .iter()
+            .all(|e| e.labels == ["Kidney function"]),
+        "{:?}",
+        band.evidence
+    );
+    assert!(band.absences.is_empty());
     assert!(
         named
             .evidence

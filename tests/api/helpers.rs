@@ -618,7 +618,8 @@ pub fn knowledge_copy() -> tempfile::TempDir {
     dir
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+/// Copies the directory `from` (recursively) to `to`.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::helpers::NOW;
+use crate::helpers::{NOW, copy_dir};
 
 const RULE_ID: &str = "hypocalcaemia-cramps";
 
@@ -56,19 +56,6 @@ text = "Low calcium can cause cramps and tetany: check albumin, magnesium and vi
 
 fn cramp_cds() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// The built-in knowledge plus the calcium rule, in `dir`.

@@ -112,7 +112,26 @@ fn fact_lines(fact: &Fact) -> Vec<String> {
                 .unwrap_or_default();
             vec![format!("Age {years} (born {born})")]
         }
-        Fact::Absent { description } => vec![format!("Not found: {description}")],
+        Fact::Absent { description } => vec![absence_line(description)],
+    }
+}
+
+/// What a rule looked for and did not find: "No active medication in "Baclofen" on record"
+/// for a medication or condition, "Not found: ..." for anything else (a lab criterion).
+fn absence_line(description: &str) -> String {
+    match description
+        .strip_prefix("an active ")
+        .or_else(|| description.strip_prefix("a current or past "))
+    {
+        Some(rest) if rest.starts_with("medication") || rest.starts_with("condition") => {
+            let which = if description.starts_with("an active") {
+                "active"
+            } else {
+                "current or past"
+            };
+            format!("No {which} {rest} on record")
+        }
+        _ => format!("Not found: {description}"),
     }
 }
 

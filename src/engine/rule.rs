@@ -47,7 +47,9 @@ pub(super) fn evaluate_rule<'k>(
             possibly = possibly.max(Some(escalation.indicator));
         }
         evidence.extend(outcome.inconclusive.iter().cloned());
-        if outcome.matched && escalation.indicator > indicator {
+        // One at the card's level so far restates the summary only (a fact that changes
+        // what to do first, not how urgent it is); a later, louder one overrides it.
+        if outcome.matched && escalation.indicator >= indicator {
             indicator = escalation.indicator;
             if let Some(s) = &escalation.summary {
                 summary = s;
@@ -230,7 +232,12 @@ fn stay_quiet(rule: &Rule, scope: &Scope<'_>) -> Result<Option<Quieted>, EvalErr
 fn without_repeats(evidence: Vec<Evidence>) -> Vec<Evidence> {
     let mut kept: Vec<Evidence> = Vec::new();
     for item in evidence {
-        if kept.contains(&item) {
+        // The same fact reached through a named criterion and directly is shown once, under
+        // the name.
+        if let Some(earlier) = kept.iter_mut().find(|k| k.fact == item.fact) {
+            if earlier.labels.is_empty() {
+                earlier.labels = item.labels;
+            }
             continue;
         }
         if let Some(earlier) = kept

@@ -109,7 +109,8 @@ pub struct Rule {
     pub source: RuleSource,
     /// When the rule fires.
     pub when: Criterion,
-    /// Louder variants, checked in order; the first whose criterion matches applies.
+    /// Variants, checked in order: each whose criterion matches and whose indicator is at
+    /// least the card's so far applies, and a later one overrides an earlier one's summary.
     pub escalations: Vec<Escalation>,
     /// What to do, in Markdown.
     pub advice: String,
@@ -129,7 +130,7 @@ pub struct Rule {
     pub reads: Vec<IssueTopic>,
 }
 
-/// A louder variant of a rule's card.
+/// A louder variant of a rule's card, or one at the same level with its own summary.
 #[derive(Debug)]
 pub struct Escalation {
     /// The raised indicator.

@@ -25,6 +25,8 @@ struct Expectation {
     /// Text the fired card's detail must not contain (advice that does not apply to this patient).
     #[serde(default)]
     detail_lacks: Vec<String>,
+    /// Text the fired card's summary must contain.
+    summary: Option<String>,
 }
 
 /// The expectations of `fixtures/expectations.toml` and of every file under
@@ -82,6 +84,13 @@ async fn every_fixture_gives_exactly_the_cards_its_expectation_names() {
                 expected.indicator.as_deref().unwrap(),
                 "{fixture}"
             );
+            if let Some(text) = &expected.summary {
+                let summary = card["summary"].as_str().unwrap();
+                assert!(
+                    summary.contains(text.as_str()),
+                    "{fixture}: summary {summary:?} lacks {text:?}"
+                );
+            }
             let detail = card["detail"].as_str().unwrap();
             for evidence in &expected.evidence {
                 assert!(

@@ -6,6 +6,7 @@
 pub mod history;
 pub mod replay;
 pub mod report;
+pub mod tls;
 
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub struct StoreSettings {
     pub max_connections: u32,
     /// Whether a SQLite database that does not exist is created (with a new patient key).
     pub create_if_missing: bool,
+    /// PEM file of the CA that signed the PostgreSQL server's certificate: the URL's
+    /// `sslrootcert`, with `sslmode=verify-full` unless the URL sets a mode.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for StoreSettings {
@@ -63,6 +67,7 @@ impl Default for StoreSettings {
             replay_on_outage: ReplayOutagePolicy::Local,
             max_connections: 8,
             create_if_missing: true,
+            ca_file: None,
         }
     }
 }
@@ -88,6 +93,15 @@ pub enum StoreError {
     /// The migrations could not be applied.
     #[error("migrations: {0}")]
     Migrations(#[from] sqlx::migrate::MigrateError),
+    /// The database holds migrations this build does not know: a newer release set it up.
+    #[error(
+        "the database schema is newer than this release: migration {0} was applied by a newer cramp-cds. \
+         Run the newer release, or restore a backup taken before the upgrade"
+    )]
+    SchemaNewer(i64),
+    /// The PostgreSQL TLS settings cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSettingError),
     /// `store.database_url` is a `sqlite:` URL without a file path.
     #[error(
         "store.database_url: '{0}' names no database file: write sqlite://path/to/cramp-cds.db"
@@ -250,8 +264,10 @@ impl Store {
         let url = if is_sqlite && !url.contains("mode=") {
             let separator = if url.contains('?') { '&' } else { '?' };
             format!("{url}{separator}mode=rw")
-        } else {
+        } else if is_sqlite {
             url.to_owned()
+        } else {
+            tls::postgres_url(url, settings.ca_file.as_deref())?
         };
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
@@ -284,7 +300,14 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        MIGRATIONS.run(&pool).await?;
+        // On PostgreSQL the migrator holds an advisory lock: of several replicas starting at
+        // once, one applies the migrations and the others wait, then find nothing to do.
+        MIGRATIONS.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::VersionMissing(version) => {
+                StoreError::SchemaNewer(version)
+            }
+            other => StoreError::Migrations(other),
+        })?;
         let patient_key = match &settings.patient_key {
             Some(key) if !key.expose_secret().is_empty() => {
                 SecretSlice::from(key.expose_secret().as_bytes().to_vec())

@@ -3,6 +3,7 @@
 //! keys, tokens and the one table of bad tokens.
 
 pub mod key_server;
+pub mod private_postgres;
 pub mod tokens;
 
 use std::collections::HashMap;

@@ -5,112 +5,13 @@
 //! test starts and stops itself (initdb as the `postgres` user), never the shared one;
 //! it listens on a Unix socket in its own directory only, so no port is picked.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::helpers::private_postgres::PrivatePostgres;
 use crate::helpers::tokens::{ISSUER, es384_token, key_file_client};
 use crate::helpers::{PUBLIC_BASE_URL, TestApp, fixture_bytes, spawn_authenticated_app};
 
 const PATIENT_VIEW: &str = "/cds-services/cramp-numbness-patient-view";
-
-/// A PostgreSQL server of the test's own, in a temporary directory.
-struct PrivatePostgres {
-    bin: PathBuf,
-    data: PathBuf,
-}
-
-impl PrivatePostgres {
-    /// Starts one, or fails the test saying what this machine lacks: PostgreSQL's binaries
-    /// under /usr/lib/postgresql, a `postgres` user, and root to become it.
-    fn start() -> PrivatePostgres {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .find(|p| p.join("initdb").exists())
-            .expect("this test needs PostgreSQL's binaries (/usr/lib/postgresql/*/bin/initdb)");
-        let dir = tempfile::tempdir().unwrap().keep();
-        let data = dir.join("data");
-        let chown = Command::new("chown")
-            .args(["postgres", dir.to_str().unwrap()])
-            .status();
-        assert!(
-            chown.is_ok_and(|s| s.success()),
-            "this test needs root and a postgres user (chown postgres {})",
-            dir.display()
-        );
-        let server = PrivatePostgres { bin, data };
-        let data = server.data.to_str().unwrap();
-        assert!(
-            server.as_postgres("initdb", &["-D", data, "-U", "postgres", "--auth=trust"]),
-            "initdb as the postgres user failed"
-        );
-        assert!(
-            server.pg_ctl_start(),
-            "the private PostgreSQL did not start"
-        );
-        server
-    }
-
-    fn as_postgres(&self, program: &str, args: &[&str]) -> bool {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join(program))
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    fn pg_ctl_start(&self) -> bool {
-        // No TCP at all: the socket lives in the data directory, named for the default port.
-        let options = format!("-c listen_addresses='' -k {}", self.data.display());
-        let log = self.data.with_file_name("postgres.log");
-        self.as_postgres(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data.to_str().unwrap(),
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "start",
-            ],
-        )
-    }
-
-    fn stop(&self) -> bool {
-        self.as_postgres(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        )
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "postgres://postgres@localhost/postgres?host={}",
-            self.data.display()
-        )
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 async fn instance(url: String, policy: cramp_cds::store::ReplayOutagePolicy) -> TestApp {
     spawn_authenticated_app(move |s| {

@@ -198,6 +198,21 @@ mod tests {
     }
 
     #[test]
+    fn the_built_in_knowledge_and_the_same_files_on_disk_have_the_same_version() {
+        use crate::knowledge::{Knowledge, KnowledgeSource};
+        let built_in = Knowledge::load(&KnowledgeSource::BuiltIn).unwrap();
+        let on_disk = Knowledge::load(&KnowledgeSource::Directory(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-hooks"),
+        ))
+        .unwrap();
+        assert_eq!(built_in.version, on_disk.version);
+        assert!(
+            built_in.version.version.is_some(),
+            "cds-hooks/knowledge.toml"
+        );
+    }
+
+    #[test]
     fn a_bad_knowledge_toml_is_refused_naming_the_file_and_the_problem() {
         for (text, problem) in [
             ("version = \"\"", "version must be 1 to 64 characters"),

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    PATIENT_VIEW, ServiceProcess, TestApp, cards, edit, fixture_bytes, knowledge_copy, rule_id,
-    spawn_app_with, status_and_json, temp_database_url,
+    PATIENT_VIEW, ServiceProcess, TestApp, cards, edit, fixture_bytes, knowledge_copy,
+    on_each_database, rule_id, spawn_app_with, status_and_json, temp_database_url,
 };
 
 const ADMIN_TOKEN: &str = "test-admin-token-of-at-least-32-bytes";
@@ -132,11 +132,10 @@ async fn every_card_names_the_knowledge_version_and_a_reload_after_an_edit_chang
     assert_eq!(again["current"]["hash"], second.as_str());
 }
 
-#[actix_web::test]
-async fn the_history_keeps_each_cards_version_and_the_report_by_version_shows_both() {
+on_each_database!(the_history_keeps_each_cards_version_and_the_report_by_version_shows_both);
+async fn the_history_keeps_each_cards_version_and_the_report_by_version_shows_both(url: &str) {
     let dir = knowledge_copy();
-    let url = temp_database_url();
-    let app = app_serving(dir.path(), &url, 1).await;
+    let app = app_serving(dir.path(), url, 1).await;
     let old_card = magnesium_card(&post_fixture(&app).await).clone();
     edit(dir.path().join(RULE_FILE), SUMMARY, EDITED_SUMMARY);
     let answer = reload_ok(&app).await;
@@ -200,7 +199,7 @@ async fn the_history_keeps_each_cards_version_and_the_report_by_version_shows_bo
 
     // The history rows themselves.
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
     let stored: Vec<(String, String)> =
         sqlx::query_as("SELECT card_uuid, knowledge_version FROM issued_cards WHERE rule_id = $1")
             .bind(RULE)
@@ -219,7 +218,7 @@ async fn the_history_keeps_each_cards_version_and_the_report_by_version_shows_bo
     // The command line groups the same way.
     let output = crate::helpers::cramp_cds()
         .args(["report", "--by", "knowledge-version", "--format", "csv"])
-        .env("CRAMP_CDS_STORE__DATABASE_URL", &url)
+        .env("CRAMP_CDS_STORE__DATABASE_URL", url)
         .output()
         .unwrap();
     let csv = String::from_utf8_lossy(&output.stdout);

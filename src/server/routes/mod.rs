@@ -1,7 +1,9 @@
 //! The HTTP endpoints, one file per endpoint group: discovery, invocation, feedback, the
-//! admin report, operations probes, documents and the fallbacks. Handlers read and check the
-//! body, call the [`CdsService`](crate::invoke::CdsService), and map errors; no clinical logic
-//! lives here. This file holds what the groups share: authentication and reading the body.
+//! admin endpoints (report, knowledge reload), operations probes, documents and the
+//! fallbacks. Handlers read and check the body, call the
+//! [`CdsService`](crate::invoke::CdsService) serving when the request started, and map
+//! errors; no clinical logic lives here. This file holds what the groups share:
+//! authentication and reading the body.
 
 pub mod admin;
 pub mod discovery;

@@ -1,8 +1,9 @@
 //! Rebuilds the binary whenever the built-in knowledge under cds-hooks/ changes,
-//! since it is embedded at compile time.
+//! since it is embedded at compile time, and whenever a migration is added or changed.
 
 fn main() {
     println!("cargo:rerun-if-changed=cds-hooks");
+    println!("cargo:rerun-if-changed=src/store/migrations");
     for entry in walk("cds-hooks") {
         println!("cargo:rerun-if-changed={entry}");
     }

@@ -82,6 +82,10 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
+        /// One row per rule, or per knowledge version and rule (the version that issued
+        /// the cards, with the feedback on them).
+        #[arg(long, value_enum, default_value_t = ReportBy::Rule)]
+        by: ReportBy,
         /// A TOML configuration file (for store.database_url).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -106,6 +110,24 @@ pub enum ReportFormat {
     Json,
     /// CSV.
     Csv,
+}
+
+/// How `report` groups its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportBy {
+    /// One row per rule.
+    Rule,
+    /// One row per knowledge version and rule.
+    KnowledgeVersion,
+}
+
+impl From<ReportBy> for crate::store::report::ReportGrouping {
+    fn from(by: ReportBy) -> Self {
+        match by {
+            ReportBy::Rule => crate::store::report::ReportGrouping::Rule,
+            ReportBy::KnowledgeVersion => crate::store::report::ReportGrouping::KnowledgeVersion,
+        }
+    }
 }
 
 /// How `evaluate` prints its result.
@@ -199,6 +221,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Report {
             since,
             format,
+            by,
             config,
         } => {
             let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
@@ -215,7 +238,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 let store = crate::store::Store::connect(&settings.store)
                     .await
                     .map_err(|e| e.to_string())?;
-                store.report(since).await.map_err(|e| e.to_string())
+                store
+                    .report_by(since, by.into())
+                    .await
+                    .map_err(|e| e.to_string())
             })?;
             match format {
                 ReportFormat::Text => print!("{}", report.to_text()),
@@ -243,8 +269,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
             };
             let loaded = Knowledge::load(&source).map_err(|e| format!("knowledge error in {e}"))?;
             println!(
-                "{}: {} services, {} rules, {} value sets, {} analytes: OK",
+                "{} (knowledge version {}): {} services, {} rules, {} value sets, {} analytes: OK",
                 source.describe(),
+                loaded.version.id(),
                 loaded.services.len(),
                 loaded.rules.len(),
                 loaded.valuesets.len(),

@@ -143,6 +143,15 @@ impl CdsService {
         ))
     }
 
+    /// The same service answering from `knowledge` instead (a reload): the same FHIR client,
+    /// history and rule-link base.
+    pub fn with_knowledge(&self, knowledge: Arc<Knowledge>) -> CdsService {
+        CdsService {
+            knowledge,
+            ..self.clone()
+        }
+    }
+
     /// Uses `history` for suppression, and records issued cards in it when `record_cards`.
     pub fn with_history(mut self, history: History, record_cards: bool) -> Self {
         self.history = Some(history);
@@ -251,12 +260,18 @@ impl CdsService {
         };
         let cards = {
             let _span = tracing::debug_span!("render_cards").entered();
-            render_cards(
+            let mut cards = render_cards(
                 &evaluation.findings,
                 &record,
                 &context,
                 &self.knowledge.cards,
-            )
+            );
+            // Every card names the knowledge that made it.
+            let version = self.knowledge.version.extension();
+            for card in &mut cards {
+                card.extension = Some(version.clone());
+            }
+            cards
         };
         let findings: Vec<FindingReport> = evaluation
             .findings
@@ -279,6 +294,7 @@ impl CdsService {
         {
             // Feedback on these cards must find them even if the service dies right after
             // answering: wait (briefly) for their commit.
+            let knowledge_version = self.knowledge.version.id();
             history
                 .record_and_wait(
                     cards
@@ -293,6 +309,7 @@ impl CdsService {
                             hook_instance: call.hook_instance.clone(),
                             patient_hash: hash.clone(),
                             issued_at: now,
+                            knowledge_version: knowledge_version.clone(),
                             suggestion_uuids: card
                                 .suggestions
                                 .iter()

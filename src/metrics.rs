@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests by endpoint and status, request latency,
 //! cards by rule and indicator, FHIR fallback fetches and failures,
-//! authentication failures by reason, and the history queue. Labels are
+//! authentication failures by reason, the history queue, and knowledge reloads by
+//! outcome. Labels are
 //! bounded sets (endpoint kinds, rule ids, reasons), never ids or paths.
 
 use std::sync::LazyLock;
@@ -28,6 +29,9 @@ pub struct Metrics {
     pub queue_dropped: IntGauge,
     /// `cramp_cds_history_written_total`.
     pub queue_written: IntGauge,
+    /// `cramp_cds_knowledge_reloads_total{outcome}`: `reloaded`, `unchanged`, `refused`,
+    /// `built_in`.
+    pub knowledge_reloads: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -94,6 +98,14 @@ impl Metrics {
             "Issued cards written to the database.",
         )
         .expect("valid metric");
+        let knowledge_reloads = IntCounterVec::new(
+            Opts::new(
+                "cramp_cds_knowledge_reloads_total",
+                "Knowledge reloads (SIGHUP or the admin endpoint) by outcome.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -103,6 +115,7 @@ impl Metrics {
             Box::new(queue_depth.clone()),
             Box::new(queue_dropped.clone()),
             Box::new(queue_written.clone()),
+            Box::new(knowledge_reloads.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -116,6 +129,7 @@ impl Metrics {
             queue_depth,
             queue_dropped,
             queue_written,
+            knowledge_reloads,
         }
     }
 

@@ -123,6 +123,7 @@ fn render_card(
         selection_behavior,
         override_reasons,
         links,
+        extension: None,
     }
 }
 

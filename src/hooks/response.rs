@@ -43,6 +43,11 @@ pub struct Card {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(required = false)]
     pub links: Vec<Link>,
+    /// Extensions (CDS Hooks 2.0 §4.3.1): `org.cramp-cds.knowledge` names the version of the
+    /// knowledge that made the card.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub extension: Option<serde_json::Value>,
 }
 
 /// `card.source`.

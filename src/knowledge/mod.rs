@@ -15,6 +15,7 @@ pub mod services;
 pub mod source;
 pub mod topics;
 pub mod valueset;
+pub mod version;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use services::{SERVICES_SCHEMA, Service, ServiceError, ServicesFile};
 use source::KnowledgeFile;
 pub use source::KnowledgeSource;
 use valueset::{VALUESET_SCHEMA, ValueSet, ValueSetError};
+pub use version::KnowledgeVersion;
 
 /// A knowledge file that could not be loaded, and why. Every variant names the file,
 /// relative to the knowledge root.
@@ -204,9 +206,9 @@ fn cards_child(key: &str) -> Shape {
 
 /// Every kind of knowledge file, by its top-level table: a rule file, a named criterion of
 /// `definitions.toml`, an `analytes.toml` entry, `cards.toml`, a value set file and
-/// `services.json`. The one list of accepted keys: the loader checks files against it, and a
+/// `services.json`, and `knowledge.toml`. The one list of accepted keys: the loader checks files against it, and a
 /// test checks that `docs/rule-language.md` documents every key in it.
-pub const KNOWLEDGE_SCHEMAS: [Schema; 7] = [
+pub const KNOWLEDGE_SCHEMAS: [Schema; 8] = [
     RULE_SCHEMA,
     CRITERION_SCHEMA,
     ANALYTE_SCHEMA,
@@ -214,6 +216,7 @@ pub const KNOWLEDGE_SCHEMAS: [Schema; 7] = [
     products::PRODUCTS_SCHEMA,
     VALUESET_SCHEMA,
     SERVICES_SCHEMA,
+    version::VERSION_SCHEMA,
 ];
 
 /// The whole validated knowledge base.
@@ -233,6 +236,8 @@ pub struct Knowledge {
     pub cards: CardSettings,
     /// How routes and extended-release products are told from product names and route text.
     pub products: products::ProductVocabulary,
+    /// Which knowledge this is: its content hash and `knowledge.toml`'s version.
+    pub version: KnowledgeVersion,
 }
 
 impl Knowledge {
@@ -358,6 +363,7 @@ impl Knowledge {
 
     /// Loads and validates a knowledge base from its files (paths relative to its root).
     pub fn from_files(files: Vec<KnowledgeFile>) -> Result<Knowledge, KnowledgeError> {
+        let version = KnowledgeVersion::of(&files)?;
         let files = Files(files);
         let valuesets = load_valuesets(&files)?;
         let analytes = load_analytes(&files, &valuesets)?;
@@ -417,6 +423,7 @@ impl Knowledge {
             rules,
             cards,
             products,
+            version,
         };
         // What each hook's rules read depends only on the knowledge: work it out once, not per call.
         for mut service in services {

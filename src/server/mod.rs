@@ -4,6 +4,7 @@
 
 pub mod admin_token;
 pub mod errors;
+pub mod live_service;
 pub mod openapi;
 mod request_span;
 mod routes;
@@ -32,6 +33,7 @@ use crate::invoke::{CdsService, ServiceBuildError};
 use crate::store::history::History;
 use crate::store::{Store, StoreError};
 use admin_token::{AdminToken, AdminTokenTooShort};
+use live_service::LiveService;
 
 /// Where the evaluation time comes from.
 #[derive(Debug, Clone, Copy, Default)]
@@ -69,8 +71,9 @@ pub enum AuthMode {
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The CDS service.
-    pub service: CdsService,
+    /// The CDS service serving now; a reload replaces it (take [`LiveService::current`] once
+    /// per request).
+    pub service: LiveService,
     /// Body size limit in bytes.
     pub max_body_bytes: usize,
     /// Time allowed to receive a body once the headers are in (`server.body_timeout_ms`).
@@ -139,6 +142,8 @@ pub struct Application {
     port: u16,
     server: Server,
     history: Option<History>,
+    service: LiveService,
+    reloader: Option<actix_web::rt::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -213,8 +218,9 @@ impl Application {
         };
         let listener = TcpListener::bind(&settings.server.bind).map_err(listen_error)?;
         let port = listener.local_addr().map_err(listen_error)?.port();
+        let live = LiveService::new(service, settings.knowledge.source());
         let state = AppState {
-            service,
+            service: live.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: Duration::from_millis(settings.server.body_timeout_ms),
             hook_deadline: Duration::from_millis(settings.server.hook_deadline_ms),
@@ -224,7 +230,7 @@ impl Application {
             admin_token,
         };
         let origins = settings.server.allowed_origins.clone();
-        let state_history = state.service.history().cloned();
+        let state_history = live.current().history().cloned();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(cors(&origins))
@@ -243,6 +249,8 @@ impl Application {
         Ok(Application {
             port,
             history: state_history,
+            reloader: reload_on_sighup(live.clone()),
+            service: live,
             server: server.shutdown_timeout(30).run(),
         })
     }
@@ -252,10 +260,19 @@ impl Application {
         self.port
     }
 
-    /// Serves until the process is stopped. On SIGTERM or SIGINT the server stops
-    /// accepting, drains in-flight requests (up to 30 s), then the history queue is flushed.
+    /// The service it answers with, to reload its knowledge.
+    pub fn service(&self) -> &LiveService {
+        &self.service
+    }
+
+    /// Serves until the process is stopped. On SIGHUP the knowledge is reloaded (see
+    /// [`LiveService::reload`]). On SIGTERM or SIGINT the server stops accepting, drains
+    /// in-flight requests (up to 30 s), then the history queue is flushed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        if let Some(reloader) = self.reloader {
+            reloader.abort();
+        }
         if let Some(history) = self.history {
             let flushed =
                 tokio::time::timeout(std::time::Duration::from_secs(10), history.flush()).await;
@@ -271,6 +288,34 @@ impl Application {
         }
         result
     }
+}
+
+/// Reloads the knowledge of `service` on every SIGHUP, from now on (the handler is in place
+/// when this returns, before the service says it listens); a refused reload is logged at
+/// warn and the knowledge loaded before keeps serving.
+#[cfg(unix)]
+fn reload_on_sighup(service: LiveService) -> Option<actix_web::rt::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload the knowledge with POST /admin/knowledge/reload");
+            return None;
+        }
+    };
+    Some(actix_web::rt::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the knowledge");
+            // The outcome is logged and counted by the reload itself.
+            let _ = service.reload().await;
+        }
+    }))
+}
+
+/// No SIGHUP here: the admin endpoint reloads.
+#[cfg(not(unix))]
+fn reload_on_sighup(_service: LiveService) -> Option<actix_web::rt::task::JoinHandle<()>> {
+    None
 }
 
 /// Registers the endpoints.
@@ -294,6 +339,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/admin/report")
                 .route(web::get().to(routes::admin::admin_report))
+                .default_service(web::to(routes::fallback::method_not_allowed)),
+        )
+        .service(
+            web::resource("/admin/knowledge/reload")
+                .route(web::post().to(routes::admin::reload_knowledge))
                 .default_service(web::to(routes::fallback::method_not_allowed)),
         )
         .service(
@@ -377,6 +427,7 @@ fn endpoint_kind(path: &str) -> &'static str {
         p if p.starts_with("/cds-services/") && p.ends_with("/feedback") => "feedback",
         p if p.starts_with("/cds-services/") => "hook",
         "/admin/report" => "admin_report",
+        "/admin/knowledge/reload" => "admin_reload",
         p if p.starts_with("/rules/") => "rule_page",
         "/health" => "health",
         "/ready" => "ready",

@@ -178,6 +178,8 @@ pub struct IssuedCard {
     pub patient_hash: String,
     /// When it was issued.
     pub issued_at: DateTime<Utc>,
+    /// The version of the knowledge that made it ([`KnowledgeVersion::id`](crate::knowledge::KnowledgeVersion::id)).
+    pub knowledge_version: String,
     /// Its suggestions' uuids.
     pub suggestion_uuids: Vec<String>,
 }
@@ -508,6 +510,7 @@ fn issued_cards_statement(
             .bind(&card.hook_instance)
             .bind(&card.patient_hash)
             .bind(card.issued_at.timestamp())
+            .bind(&card.knowledge_version)
             .bind(serde_json::to_string(&card.suggestion_uuids).unwrap_or_default());
     }
     query
@@ -626,16 +629,16 @@ async fn create_sqlite_file(path: &str, allowed: bool) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Cards written by one `INSERT` statement: 9 parameters each stays far below both
+/// Cards written by one `INSERT` statement: 10 parameters each stays far below both
 /// SQLite's (32,766) and PostgreSQL's (65,535) limits on bound parameters.
 pub const ROWS_PER_INSERT: usize = 100;
 
 /// `INSERT INTO issued_cards ... VALUES (...), (...)` for `rows` rows, with `$N` placeholders.
 fn issued_cards_insert(rows: usize) -> String {
-    const COLUMNS: usize = 9;
+    const COLUMNS: usize = 10;
     let mut sql = String::from(
         "INSERT INTO issued_cards (card_uuid, client_scope, service_id, rule_id, indicator, hook_instance, \
-         patient_hash, issued_at, suggestion_uuids) VALUES ",
+         patient_hash, issued_at, knowledge_version, suggestion_uuids) VALUES ",
     );
     for row in 0..rows {
         if row > 0 {

@@ -49,6 +49,10 @@ pub struct Report {
 /// One rule's numbers.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RuleReport {
+    /// The knowledge version that issued the cards of this row, when the report is grouped
+    /// by version ([`UNRECORDED_VERSION`] for cards issued before versions were recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knowledge_version: Option<String>,
     /// The rule id.
     pub rule_id: String,
     /// Cards issued.
@@ -73,71 +77,132 @@ pub struct ReasonCount {
     pub count: i64,
 }
 
+/// How the report's rows are grouped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReportGrouping {
+    /// One row per rule, whatever knowledge issued its cards.
+    #[default]
+    Rule,
+    /// One row per knowledge version and rule: the cards of each version and the feedback on
+    /// them (`report --by knowledge-version`, `GET /admin/report?by=knowledge-version`).
+    KnowledgeVersion,
+}
+
+impl ReportGrouping {
+    /// The grouping `by` names: `rule` or `knowledge-version`.
+    pub fn parse(by: &str) -> Option<ReportGrouping> {
+        match by {
+            "rule" => Some(ReportGrouping::Rule),
+            "knowledge-version" => Some(ReportGrouping::KnowledgeVersion),
+            _ => None,
+        }
+    }
+
+    /// The SQL expression of the version group of the cards aliased `c`, and what the
+    /// `GROUP BY` starts with for it (PostgreSQL refuses to group by a constant); constants.
+    fn version_sql(self) -> (&'static str, &'static str) {
+        match self {
+            ReportGrouping::Rule => ("''", ""),
+            ReportGrouping::KnowledgeVersion => (
+                "COALESCE(c.knowledge_version, '')",
+                "COALESCE(c.knowledge_version, ''), ",
+            ),
+        }
+    }
+}
+
+/// The version label of cards issued before the history recorded versions.
+pub const UNRECORDED_VERSION: &str = "(unrecorded)";
+
 impl Store {
-    /// Builds the report for feedback and cards since `since` (all time when `None`).
+    /// Builds the report for feedback and cards since `since` (all time when `None`), one
+    /// row per rule.
     pub async fn report(&self, since: Option<DateTime<Utc>>) -> Result<Report, StoreError> {
+        self.report_by(since, ReportGrouping::Rule).await
+    }
+
+    /// Builds the report for feedback and cards since `since` (all time when `None`), its
+    /// rows grouped by `grouping`.
+    pub async fn report_by(
+        &self,
+        since: Option<DateTime<Utc>>,
+        grouping: ReportGrouping,
+    ) -> Result<Report, StoreError> {
         let from = since.map(|s| s.timestamp()).unwrap_or(i64::MIN);
-        let mut rules: BTreeMap<String, RuleReport> = BTreeMap::new();
-        let entry = |rules: &mut BTreeMap<String, RuleReport>, rule_id: &str| {
-            rules
-                .entry(rule_id.to_owned())
-                .or_insert_with(|| RuleReport {
-                    rule_id: rule_id.to_owned(),
-                    issued: 0,
-                    accepted: 0,
-                    overridden: 0,
-                    override_rate: None,
-                    top_override_reasons: Vec::new(),
-                })
-                .clone()
+        let (version, group) = grouping.version_sql();
+        let mut rules: BTreeMap<(String, String), RuleReport> = BTreeMap::new();
+        let entry = |rules: &mut BTreeMap<(String, String), RuleReport>,
+                     version: String,
+                     rule_id: String|
+         -> (String, String) {
+            let key = (version, rule_id);
+            rules.entry(key.clone()).or_insert_with(|| RuleReport {
+                knowledge_version: match grouping {
+                    ReportGrouping::Rule => None,
+                    ReportGrouping::KnowledgeVersion if key.0.is_empty() => {
+                        Some(UNRECORDED_VERSION.to_owned())
+                    }
+                    ReportGrouping::KnowledgeVersion => Some(key.0.clone()),
+                },
+                rule_id: key.1.clone(),
+                issued: 0,
+                accepted: 0,
+                overridden: 0,
+                override_rate: None,
+                top_override_reasons: Vec::new(),
+            });
+            key
         };
-        for row in sqlx::query(
-            "SELECT rule_id, COUNT(*) FROM issued_cards WHERE issued_at >= $1 GROUP BY rule_id",
-        )
+        // The statements are built from constants only; the values are bound.
+        for row in sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {version}, c.rule_id, COUNT(*) FROM issued_cards c WHERE c.issued_at >= $1 \
+             GROUP BY {group}c.rule_id"
+        )))
         .bind(from)
         .fetch_all(self.pool())
         .await?
         {
-            let rule_id: String = row.try_get(0)?;
-            let mut report = entry(&mut rules, &rule_id);
-            report.issued = row.try_get(1)?;
-            rules.insert(rule_id, report);
-        }
-        for row in sqlx::query(
-            "SELECT c.rule_id, f.outcome, COUNT(*) FROM feedback f JOIN issued_cards c ON c.card_uuid = f.card_uuid AND c.client_scope = f.client_scope \
-             WHERE f.outcome_at >= $1 GROUP BY c.rule_id, f.outcome",
-        )
-        .bind(from)
-        .fetch_all(self.pool())
-        .await?
-        {
-            let rule_id: String = row.try_get(0)?;
-            let outcome: String = row.try_get(1)?;
-            let count: i64 = row.try_get(2)?;
-            let mut report = entry(&mut rules, &rule_id);
-            match outcome.as_str() {
-                "accepted" => report.accepted = count,
-                _ => report.overridden = count,
+            let key = entry(&mut rules, row.try_get(0)?, row.try_get(1)?);
+            if let Some(report) = rules.get_mut(&key) {
+                report.issued = row.try_get(2)?;
             }
-            rules.insert(rule_id, report);
         }
-        for row in sqlx::query(
-            "SELECT c.rule_id, COALESCE(f.reason_display, f.reason_code, '(none)'), COUNT(*) FROM feedback f \
+        for row in sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {version}, c.rule_id, f.outcome, COUNT(*) FROM feedback f JOIN issued_cards c ON c.card_uuid = f.card_uuid AND c.client_scope = f.client_scope \
+             WHERE f.outcome_at >= $1 GROUP BY {group}c.rule_id, f.outcome"
+        )))
+        .bind(from)
+        .fetch_all(self.pool())
+        .await?
+        {
+            let key = entry(&mut rules, row.try_get(0)?, row.try_get(1)?);
+            let outcome: String = row.try_get(2)?;
+            let count: i64 = row.try_get(3)?;
+            if let Some(report) = rules.get_mut(&key) {
+                match outcome.as_str() {
+                    "accepted" => report.accepted = count,
+                    _ => report.overridden = count,
+                }
+            }
+        }
+        for row in sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {version}, c.rule_id, COALESCE(f.reason_display, f.reason_code, '(none)'), COUNT(*) FROM feedback f \
              JOIN issued_cards c ON c.card_uuid = f.card_uuid AND c.client_scope = f.client_scope \
              WHERE f.outcome = 'overridden' AND f.outcome_at >= $1 \
-             GROUP BY c.rule_id, COALESCE(f.reason_display, f.reason_code, '(none)')",
-        )
+             GROUP BY {group}c.rule_id, COALESCE(f.reason_display, f.reason_code, '(none)')"
+        )))
         .bind(from)
         .fetch_all(self.pool())
         .await?
         {
-            let rule_id: String = row.try_get(0)?;
-            let mut report = entry(&mut rules, &rule_id);
-            report.top_override_reasons.push(ReasonCount {
-                reason: row.try_get(1)?,
-                count: row.try_get(2)?,
-            });
-            rules.insert(rule_id, report);
+            let key = entry(&mut rules, row.try_get(0)?, row.try_get(1)?);
+            let reason = ReasonCount {
+                reason: row.try_get(2)?,
+                count: row.try_get(3)?,
+            };
+            if let Some(report) = rules.get_mut(&key) {
+                report.top_override_reasons.push(reason);
+            }
         }
         let unknown: i64 = sqlx::query(
             "SELECT COUNT(*) FROM feedback f WHERE f.outcome_at >= $1 \
@@ -167,11 +232,21 @@ impl Store {
 }
 
 impl Report {
-    /// A table for people; reasons have their control characters escaped.
+    /// Whether the rows are grouped by knowledge version.
+    fn by_version(&self) -> bool {
+        self.rules.iter().any(|r| r.knowledge_version.is_some())
+    }
+
+    /// A table for people; reasons have their control characters escaped. Grouped by
+    /// knowledge version, each row starts with its version.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         if let Some(since) = &self.since {
             let _ = writeln!(out, "Since {since}");
+        }
+        let by_version = self.by_version();
+        if by_version {
+            let _ = write!(out, "{:<28} ", "knowledge version");
         }
         let _ = writeln!(
             out,
@@ -183,6 +258,10 @@ impl Report {
                 .override_rate
                 .map(|x| format!("{:.0}%", x * 100.0))
                 .unwrap_or_else(|| "-".to_owned());
+            if by_version {
+                let version = r.knowledge_version.as_deref().unwrap_or_default();
+                let _ = write!(out, "{:<28} ", printable(version));
+            }
             let _ = writeln!(
                 out,
                 "{:<32} {:>7} {:>9} {:>11} {:>9}  {}",
@@ -202,12 +281,21 @@ impl Report {
         out
     }
 
-    /// CSV, one row per rule: text cells are neutralised against spreadsheet formulas and
-    /// quoted as RFC 4180 requires; the free-text reasons cell is always quoted.
+    /// CSV, one row per rule (per knowledge version and rule when grouped so, with a first
+    /// `knowledge_version` column): text cells are neutralised against spreadsheet formulas
+    /// and quoted as RFC 4180 requires; the free-text reasons cell is always quoted.
     pub fn to_csv(&self) -> String {
-        let mut out =
-            String::from("rule_id,issued,accepted,overridden,override_rate,top_override_reasons\n");
+        let by_version = self.by_version();
+        let mut out = String::new();
+        if by_version {
+            out.push_str("knowledge_version,");
+        }
+        out.push_str("rule_id,issued,accepted,overridden,override_rate,top_override_reasons\n");
         for r in &self.rules {
+            if by_version {
+                let version = r.knowledge_version.as_deref().unwrap_or_default();
+                let _ = write!(out, "{},", csv_cell(version));
+            }
             let _ = writeln!(
                 out,
                 "{},{},{},{},{},{}",
@@ -220,6 +308,9 @@ impl Report {
                     .unwrap_or_default(),
                 quoted(&neutralised(&r.reasons_summary()))
             );
+        }
+        if by_version {
+            out.push(',');
         }
         let _ = writeln!(
             out,
@@ -313,6 +404,7 @@ mod tests {
         Report {
             since: None,
             rules: vec![RuleReport {
+                knowledge_version: None,
                 rule_id: "diuretic-low-magnesium".to_owned(),
                 issued: 3,
                 accepted: 1,
@@ -330,6 +422,31 @@ mod tests {
     fn reasons_cell(csv: &str) -> &str {
         let row = csv.lines().nth(1).unwrap();
         row.splitn(6, ',').nth(5).unwrap()
+    }
+
+    #[test]
+    fn a_report_by_knowledge_version_starts_each_row_with_its_version() {
+        let mut report = report_with_reason("Patient declined");
+        let mut older = report.rules[0].clone();
+        older.knowledge_version = Some("2026.11.0+aaaaaaaaaaaa".to_owned());
+        report.rules[0].knowledge_version = Some("2026.12.1+bbbbbbbbbbbb".to_owned());
+        report.rules.insert(0, older);
+        let csv = report.to_csv();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].starts_with("knowledge_version,rule_id,"), "{csv}");
+        assert!(lines[1].starts_with("2026.11.0+aaaaaaaaaaaa,diuretic-low-magnesium,3,"));
+        assert!(lines[2].starts_with("2026.12.1+bbbbbbbbbbbb,diuretic-low-magnesium,3,"));
+        assert_eq!(lines[3], ",(unknown cards),0,0,0,,");
+        let text = report.to_text();
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("2026.11.0+aaaaaaaaaaaa "),
+            "{text}"
+        );
+        let plain = report_with_reason("Patient declined").to_csv();
+        assert!(plain.starts_with("rule_id,"), "{plain}");
     }
 
     #[test]

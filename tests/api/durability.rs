@@ -342,6 +342,7 @@ async fn a_snooze_counts_from_receipt_not_from_the_clients_outcome_timestamp() {
             hook_instance: "hook-1".to_owned(),
             patient_hash: patient.clone(),
             issued_at: now(),
+            knowledge_version: "test+000000000000".to_owned(),
             suggestion_uuids: vec![],
         }])
         .await

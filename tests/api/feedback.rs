@@ -399,6 +399,7 @@ async fn a_large_history_batch_is_written_in_multi_row_statements_without_duplic
         hook_instance: "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea".to_owned(),
         patient_hash: "hash".to_owned(),
         issued_at: now(),
+        knowledge_version: "test+000000000000".to_owned(),
         suggestion_uuids: vec![format!("suggestion-{n}")],
     };
     // Two and a half statements' worth, with a card repeated inside the batch and

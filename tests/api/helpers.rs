@@ -421,9 +421,15 @@ fn listening_port(line: &str) -> Option<u16> {
 
 impl ServiceProcess {
     pub async fn start_on(database_url: &str) -> ServiceProcess {
+        Self::start_with(database_url, &[]).await
+    }
+
+    /// [`start_on`](Self::start_on), with more environment variables (settings).
+    pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> ServiceProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cramp-cds"))
             .args(["serve", "--allow-unauthenticated", "--bind", "127.0.0.1:0"])
+            .envs(env.iter().copied())
             .env("CRAMP_CDS_STORE__DATABASE_URL", database_url)
             .env("CRAMP_CDS_LOG__FORMAT", "json")
             .env("CRAMP_CDS_LOG__LEVEL", "info")

@@ -13,6 +13,7 @@ mod house;
 mod input_bounds;
 mod invocation;
 mod knowledge_as_data;
+mod knowledge_reload;
 mod operations;
 mod postgres_outage;
 mod postgres_tls;

@@ -1,4 +1,5 @@
-//! `GET /cds-services`: the service definitions the EHR discovers.
+//! `GET /cds-services`: the service definitions the EHR discovers, each with an `extension`
+//! naming the knowledge version that answers it.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -18,12 +19,17 @@ pub async fn discovery(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     authenticate(&state, &request).await?;
-    let services: Vec<_> = state
-        .service
-        .knowledge
+    let knowledge = &state.service.current().knowledge;
+    let extension = knowledge.version.extension();
+    let services: Vec<_> = knowledge
         .services
         .iter()
-        .map(|s| &s.definition)
+        .map(|s| {
+            // Each service's `extension` names the knowledge it answers from.
+            let mut definition = serde_json::to_value(&s.definition).unwrap_or_default();
+            definition["extension"] = extension.clone();
+            definition
+        })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "services": services })))
 }

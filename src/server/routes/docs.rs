@@ -7,7 +7,7 @@ use crate::server::errors::ApiError;
 
 /// `GET /rules/{id}`: how a rule decides, for the clinician who follows a card's link.
 pub async fn rule_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
-    let knowledge = &state.service.knowledge;
+    let knowledge = &state.service.current().knowledge;
     match knowledge.rules.iter().find(|r| r.id == *path) {
         Some(rule) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
@@ -19,5 +19,7 @@ pub async fn rule_page(state: web::Data<AppState>, path: web::Path<String>) -> H
 /// `GET /openapi.json`: this service's OpenAPI 3 description, its service ids those of the
 /// loaded knowledge.
 pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(crate::server::openapi::document(&state.service.knowledge))
+    HttpResponse::Ok().json(crate::server::openapi::document(
+        &state.service.current().knowledge,
+    ))
 }

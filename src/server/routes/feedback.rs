@@ -28,13 +28,15 @@ pub async fn feedback(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let service_id = path.into_inner();
-    let (caller, body) = accept_service_request(&state, &request, &service_id, payload).await?;
+    let service = state.service.current();
+    let (caller, body) =
+        accept_service_request(&state, &service, &request, &service_id, payload).await?;
     let entries = crate::hooks::feedback::parse_feedback(&body, &service_id, state.clock.now())
         .map_err(|e| ApiError::BadRequest {
             field: e.field,
             message: e.message,
         })?;
-    let history = state.service.history().ok_or(ApiError::Internal)?;
+    let history = service.history().ok_or(ApiError::Internal)?;
     let unknown = history
         .store_feedback(&caller.client, &entries, state.clock.now())
         .await

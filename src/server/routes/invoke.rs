@@ -34,8 +34,11 @@ pub async fn invoke(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let service_id = path.into_inner();
-    let (caller, body) = accept_service_request(&state, &request, &service_id, payload).await?;
-    let answer = AssertUnwindSafe(state.service.answer(
+    // One knowledge from start to end, whatever a reload swaps in meanwhile.
+    let service = state.service.current();
+    let (caller, body) =
+        accept_service_request(&state, &service, &request, &service_id, payload).await?;
+    let answer = AssertUnwindSafe(service.answer(
         &service_id,
         &body,
         state.clock.now(),

@@ -1,7 +1,9 @@
 //! The HTTP endpoints, one file per endpoint group: discovery, invocation, feedback, the
-//! admin report, operations probes, documents and the fallbacks. Handlers read and check the
-//! body, call the [`CdsService`](crate::invoke::CdsService), and map errors; no clinical logic
-//! lives here. This file holds what the groups share: authentication and reading the body.
+//! admin endpoints (report, knowledge reload), operations probes, documents and the
+//! fallbacks. Handlers read and check the body, call the
+//! [`CdsService`](crate::invoke::CdsService) serving when the request started, and map
+//! errors; no clinical logic lives here. This file holds what the groups share:
+//! authentication and reading the body.
 
 pub mod admin;
 pub mod discovery;
@@ -19,6 +21,7 @@ use futures::StreamExt;
 use super::errors::ApiError;
 use super::{AppState, AuthMode};
 use crate::auth::{AuthFailure, FhirAccess};
+use crate::invoke::CdsService;
 use crate::store::ClientScope;
 
 /// An authenticated caller: the FHIR servers it may make the service contact, and the scope
@@ -77,15 +80,17 @@ async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<Authori
 }
 
 /// What every POST to a service needs, in order: an authenticated caller (before anything
-/// else), a known service, a JSON content type and a body within the limit.
+/// else), a service `service` (the snapshot the request uses) knows, a JSON content type and
+/// a body within the limit.
 async fn accept_service_request(
     state: &AppState,
+    service: &CdsService,
     request: &HttpRequest,
     service_id: &str,
     payload: web::Payload,
 ) -> Result<(Authorized, web::BytesMut), ApiError> {
     let access = authenticate(state, request).await?;
-    if state.service.knowledge.service(service_id).is_none() {
+    if service.knowledge.service(service_id).is_none() {
         return Err(ApiError::NotFound(format!(
             "no CDS Service has the id '{service_id}'"
         )));

@@ -8,7 +8,7 @@ use crate::server::AppState;
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let metrics = &crate::metrics::METRICS;
-    if let Some(history) = state.service.history() {
+    if let Some(history) = state.service.current().history() {
         metrics.queue_depth.set(history.queue_depth() as i64);
         metrics.queue_dropped.set(history.dropped() as i64);
         metrics.queue_written.set(history.written() as i64);
@@ -18,14 +18,16 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(metrics.render())
 }
 
-/// `GET /ready`: whether the knowledge is loaded and the database takes a write (a store
-/// that answers reads but cannot write, or whose file was deleted, is not ready).
+/// `GET /ready`: whether the knowledge is loaded (and which version: `knowledge.version`)
+/// and the database takes a write (a store that answers reads but cannot write, or whose
+/// file was deleted, is not ready).
 #[utoipa::path(get, path = "/ready", tag = "Operations",
     responses((status = 200, description = "Ready", body = crate::server::openapi::Readiness),
               (status = 503, description = "Not ready", body = crate::server::openapi::Readiness)))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let knowledge = &state.service.knowledge;
-    let database = match state.service.history() {
+    let service = state.service.current();
+    let knowledge = &service.knowledge;
+    let database = match service.history() {
         Some(history) => {
             let probe = tokio::time::timeout(
                 std::time::Duration::from_secs(2),
@@ -42,7 +44,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let body = json!({
         "status": if database.is_ok() { "ready" } else { "not ready" },
         "knowledge": {"loaded": true, "rules": knowledge.rules.len(), "services": knowledge.services.len(),
-                      "valueSets": knowledge.valuesets.len()},
+                      "valueSets": knowledge.valuesets.len(), "version": &knowledge.version},
         "database": match &database { Ok(state) => state.to_string(), Err(problem) => problem.clone() },
     });
     if database.is_ok() {

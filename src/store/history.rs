@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
+use super::retention::Retention;
 use super::{ClientScope, FeedbackEntry, IssuedCard, Override, Store, StoreError, StoreSettings};
 
 /// How often the writer looks at the queue when nothing wakes it (it is woken on every record).
@@ -188,6 +189,13 @@ impl History {
         };
         let writer = history.clone();
         tokio::spawn(async move { writer.write_forever().await });
+        Retention {
+            days: settings.retention_days,
+            keep_at_least_days: u32::try_from(history.suppression.period_days.max(0))
+                .unwrap_or(u32::MAX),
+            batch: settings.retention_batch,
+        }
+        .spawn(history.store.clone());
         Ok(history)
     }
 

@@ -6,6 +6,7 @@
 pub mod history;
 pub mod replay;
 pub mod report;
+pub mod retention;
 pub mod tls;
 
 use std::path::Path;
@@ -49,6 +50,12 @@ pub struct StoreSettings {
     pub max_connections: u32,
     /// Whether a SQLite database that does not exist is created (with a new patient key).
     pub create_if_missing: bool,
+    /// Days of card history kept (cards, feedback, overrides); older rows are deleted by a
+    /// background job in small batches. 0 keeps everything. Never less than the suppression
+    /// window.
+    pub retention_days: u32,
+    /// Rows deleted per statement by the retention job.
+    pub retention_batch: u32,
     /// PEM file of the CA that signed the PostgreSQL server's certificate: the URL's
     /// `sslrootcert`, with `sslmode=verify-full` unless the URL sets a mode.
     pub ca_file: Option<std::path::PathBuf>,
@@ -67,6 +74,8 @@ impl Default for StoreSettings {
             replay_on_outage: ReplayOutagePolicy::Local,
             max_connections: 8,
             create_if_missing: true,
+            retention_days: 400,
+            retention_batch: 1000,
             ca_file: None,
         }
     }
@@ -322,6 +331,54 @@ impl Store {
             single_instance: is_sqlite,
             file,
         })
+    }
+
+    /// Deletes up to `limit` rows older than `cutoff` from each history table: issued cards,
+    /// their feedback, and overrides.
+    pub async fn prune_batch(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<retention::Pruned, StoreError> {
+        let mut connection = self.writer().await?;
+        let cutoff = cutoff.timestamp();
+        let limit = i64::from(limit);
+        let result: Result<retention::Pruned, sqlx::Error> = async {
+            let feedback = sqlx::query(
+                "DELETE FROM feedback WHERE card_uuid IN \
+                 (SELECT card_uuid FROM feedback WHERE received_at < $1 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&mut *connection)
+            .await?
+            .rows_affected();
+            let overrides = sqlx::query(
+                "DELETE FROM overrides WHERE card_uuid IN \
+                 (SELECT card_uuid FROM overrides WHERE overridden_at < $1 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&mut *connection)
+            .await?
+            .rows_affected();
+            let cards = sqlx::query(
+                "DELETE FROM issued_cards WHERE card_uuid IN \
+                 (SELECT card_uuid FROM issued_cards WHERE issued_at < $1 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&mut *connection)
+            .await?
+            .rows_affected();
+            Ok(retention::Pruned {
+                cards,
+                feedback,
+                overrides,
+            })
+        }
+        .await;
+        Self::settle(connection, result)
     }
 
     /// The keyed hash that stands for a patient id of one client: the same id sent by two

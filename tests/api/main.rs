@@ -18,6 +18,7 @@ mod operations;
 mod postgres_outage;
 mod postgres_tls;
 mod prefetch;
+mod retention;
 mod rules;
 mod schema;
 mod tenancy;

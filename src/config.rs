@@ -61,6 +61,9 @@ pub struct ServerSettings {
     /// Time allowed to receive a request's headers, in milliseconds (actix-web's
     /// `client_request_timeout`; slower clients get 408).
     pub header_timeout_ms: u64,
+    /// After SIGTERM, how long `/ready` answers 503 while requests are still answered, in
+    /// milliseconds, so a load balancer stops sending before the server stops accepting.
+    pub shutdown_delay_ms: u64,
     /// Time allowed for a connection's shutdown, in milliseconds (actix-web's
     /// `client_disconnect_timeout`).
     pub disconnect_timeout_ms: u64,
@@ -136,6 +139,7 @@ impl Default for ServerSettings {
             body_timeout_ms: 10_000,
             header_timeout_ms: 5_000,
             disconnect_timeout_ms: 1_000,
+            shutdown_delay_ms: 5_000,
             hook_deadline_ms: 30_000,
             workers: None,
             allowed_origins: vec!["*".to_owned()],

@@ -88,6 +88,9 @@ pub struct AppState {
     pub public_base_url: String,
     /// The bearer token of the admin endpoints; they are off when `None`.
     pub admin_token: Option<AdminToken>,
+    /// Set on SIGTERM: `/ready` answers 503 while requests are still served, so a load
+    /// balancer stops sending before the server stops accepting.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why the service could not start; the message names the setting to change.
@@ -141,6 +144,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    shutdown_delay: Duration,
     history: Option<History>,
     service: LiveService,
     reloader: Option<actix_web::rt::task::JoinHandle<()>>,
@@ -228,7 +233,9 @@ impl Application {
             auth,
             public_base_url: settings.server.public_base_url()?,
             admin_token,
+            draining: Arc::default(),
         };
+        let draining = state.draining.clone();
         let origins = settings.server.allowed_origins.clone();
         let state_history = live.current().history().cloned();
         let mut server = HttpServer::new(move || {
@@ -241,6 +248,8 @@ impl Application {
         })
         .client_request_timeout(Duration::from_millis(settings.server.header_timeout_ms))
         .client_disconnect_timeout(Duration::from_millis(settings.server.disconnect_timeout_ms))
+        // SIGTERM and SIGINT are handled in `run_until_stopped`: readiness turns 503 first.
+        .disable_signals()
         .listen(listener)
         .map_err(listen_error)?;
         if let Some(workers) = settings.server.workers {
@@ -252,6 +261,8 @@ impl Application {
             reloader: reload_on_sighup(live.clone()),
             service: live,
             server: server.shutdown_timeout(30).run(),
+            draining,
+            shutdown_delay: Duration::from_millis(settings.server.shutdown_delay_ms),
         })
     }
 
@@ -266,10 +277,18 @@ impl Application {
     }
 
     /// Serves until the process is stopped. On SIGHUP the knowledge is reloaded (see
-    /// [`LiveService::reload`]). On SIGTERM or SIGINT the server stops accepting, drains
-    /// in-flight requests (up to 30 s), then the history queue is flushed.
+    /// [`LiveService::reload`]). On SIGTERM or SIGINT `/ready` turns 503 at once while
+    /// requests are still answered for `server.shutdown_delay_ms`, so a load balancer takes
+    /// the instance out first; then the server stops accepting, drains in-flight requests (up
+    /// to 30 s), and the history queue is flushed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stopper = stop_on_signal(
+            self.server.handle(),
+            self.draining.clone(),
+            self.shutdown_delay,
+        );
         let result = self.server.await;
+        stopper.abort();
         if let Some(reloader) = self.reloader {
             reloader.abort();
         }
@@ -287,6 +306,53 @@ impl Application {
             }
         }
         result
+    }
+}
+
+/// On the first SIGTERM or SIGINT: readiness turns 503, and after `delay` the server stops
+/// gracefully (a second signal stops it at once).
+fn stop_on_signal(
+    server: actix_web::dev::ServerHandle,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    delay: Duration,
+) -> actix_web::rt::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        stop_signal().await;
+        draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(
+            delay_ms = delay.as_millis() as u64,
+            "stopping: /ready answers 503; requests are answered until the delay ends, then drained"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => server.stop(true).await,
+            _ = stop_signal() => server.stop(false).await,
+        }
+    })
+}
+
+/// The next SIGTERM or SIGINT.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

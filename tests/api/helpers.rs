@@ -491,6 +491,16 @@ impl ServiceProcess {
             .unwrap();
         status_and_json(response).await
     }
+
+    /// GETs `path` and returns the status and the JSON body (null when none).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        status_and_json(response).await
+    }
 }
 
 impl Drop for ServiceProcess {

@@ -243,6 +243,46 @@ async fn sigterm_drains_and_flushes_the_card_history() {
 }
 
 #[actix_web::test]
+async fn sigterm_turns_readiness_503_first_and_keeps_answering_until_the_delay_ends() {
+    let url = temp_database_url();
+    let mut service =
+        ServiceProcess::start_with(&url, &[("CRAMP_CDS_SERVER__SHUTDOWN_DELAY_MS", "3000")]).await;
+    let (status, _) = service.get("/ready").await;
+    assert_eq!(status, 200);
+    let kill = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // Readiness turns at once; hook calls are still answered while the load balancer notices.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let body = loop {
+        let (status, body) = service.get("/ready").await;
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready still {status} after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["status"], "draining", "{body}");
+    let (status, _) = service
+        .post(
+            "/cds-services/cramp-numbness-patient-view",
+            fixture_bytes("cirrhosis-cramps.fire"),
+        )
+        .await;
+    assert_eq!(status, 200, "a hook call during the delay is answered");
+    let status = service.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "it stops cleanly after the delay: {status:?}"
+    );
+}
+
+#[actix_web::test]
 async fn the_openapi_description_lists_the_public_endpoints() {
     let app = spawn_app().await;
     let (_, document) = app.get_json("/openapi.json").await;

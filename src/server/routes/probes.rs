@@ -25,6 +25,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "Ready", body = crate::server::openapi::Readiness),
               (status = 503, description = "Not ready", body = crate::server::openapi::Readiness)))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "status": "draining",
+            "reason": "the service is stopping (SIGTERM): requests are still answered until it stops accepting"
+        }));
+    }
     let service = state.service.current();
     let knowledge = &service.knowledge;
     let database = match service.history() {

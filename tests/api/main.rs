@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod deployment;
 mod discovery;
 mod durability;
 mod errors;

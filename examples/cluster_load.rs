@@ -109,7 +109,7 @@ async fn post_retrying(
     let (first, mut body_out) = post(client, signer, base, path, body.to_vec()).await;
     let (mut last, mut attempts) = (first, 1);
     while retryable(last) && attempts < 4 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         (last, body_out) = post(client, signer, base, path, body.to_vec()).await;
         attempts += 1;
     }

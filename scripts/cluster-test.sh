@@ -13,7 +13,8 @@
 #   acknowledged feedback rows missing from the database: 0
 #   replayed tokens accepted across replicas: 0
 #   replicas still showing a card after an override on another: 0
-# Usage: scripts/cluster-test.sh [LOAD_SECONDS]   (needs root for apt-get when HAProxy is missing)
+# Usage: [CLUSTER_TEST_PROFILE=debug] scripts/cluster-test.sh [LOAD_SECONDS]
+# (needs root for apt-get when HAProxy is missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_OF_LOAD="${1:-45}"
@@ -28,7 +29,7 @@ LOAD_PID=""
 
 cleanup() {
   for pid in "${PIDS[@]}" "$HAPROXY_PID" "$LOAD_PID"; do
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+    if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
   done
   psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -38,9 +39,15 @@ trap cleanup EXIT
 command -v haproxy >/dev/null || apt-get install -y -q haproxy >/dev/null
 command -v psql >/dev/null || { echo "cluster-test needs psql and PostgreSQL on 127.0.0.1:5432" >&2; exit 1; }
 haproxy -v | head -1
-cargo build --release --quiet --locked --bin cramp-cds --example cluster_load
-BIN=./target/release/cramp-cds
-LOAD=./target/release/examples/cluster_load
+# CLUSTER_TEST_PROFILE=debug reuses the test build (CI); the default is the release build.
+PROFILE="${CLUSTER_TEST_PROFILE:-release}"
+if [ "$PROFILE" = release ]; then
+  cargo build --release --quiet --locked --bin cramp-cds --example cluster_load
+else
+  cargo build --quiet --locked --bin cramp-cds --example cluster_load
+fi
+BIN="./target/$PROFILE/cramp-cds"
+LOAD="./target/$PROFILE/examples/cluster_load"
 
 psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
 LB="http://127.0.0.1:${LB_PORT}"
@@ -50,7 +57,7 @@ cat > "$WORK/replica-$i.toml" <<TOML
 [server]
 bind = "127.0.0.1:${PORTS[$i]}"
 public_base_url = "${LB}"
-shutdown_delay_ms = 2000
+shutdown_delay_ms = ${CLUSTER_TEST_SHUTDOWN_DELAY_MS:-2000}
 [store]
 database_url = "${PG}/${DB}"
 patient_key = "cluster-test-patient-key-shared-by-every-replica"
@@ -111,7 +118,7 @@ sleep 5
 
 # SIGKILL one replica mid-load, then bring it back.
 KILL_START=$(now_ms)
-kill -KILL "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true
+{ kill -KILL "${PIDS[1]}"; wait "${PIDS[1]}"; } 2>/dev/null || true
 sleep 2
 start_replica 1
 sleep 2

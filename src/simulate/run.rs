@@ -78,7 +78,11 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
                         )
                     }
                 };
-                (file_name(path), outcomes)
+                let patient = std::fs::read(path)
+                    .ok()
+                    .and_then(|body| request_patient(&body))
+                    .unwrap_or_else(|| file_name(path));
+                (patient, outcomes)
             })
             .collect()
     });
@@ -107,6 +111,12 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
     }
     bar.finish_and_clear();
     counter.finish(&spill.counts)
+}
+
+/// The `context.patientId` of a CDS Hooks request.
+fn request_patient(body: &[u8]) -> Option<String> {
+    let request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    request["context"]["patientId"].as_str().map(str::to_owned)
 }
 
 /// Reads a `.json` input file: a CDS Hooks request is kept to evaluate as it is, a Bundle's

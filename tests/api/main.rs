@@ -17,5 +17,6 @@ mod operations;
 mod postgres_outage;
 mod prefetch;
 mod rules;
+mod simulate;
 mod tenancy;
 mod token_boundaries;

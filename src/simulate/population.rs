@@ -169,14 +169,24 @@ fn patient_resources(index: u64, as_of: NaiveDate, random: &mut Random) -> Vec<V
     let elder = age_years >= 65.0;
     let adult = !child;
     let diabetes = adult && random.chance(if elder { 0.16 } else { 0.09 });
+    let dialysis = adult && random.chance(0.004);
+    let cirrhosis = adult && random.chance(0.012);
+    // Cramps are common in cirrhosis and on dialysis (about half of these patients).
+    let cramps_chance = if cirrhosis || dialysis {
+        0.45
+    } else if elder {
+        0.07
+    } else {
+        0.04
+    };
     let problems = Problems {
-        diuretic: adult && random.chance(if elder { 0.32 } else { 0.18 }),
+        diuretic: adult && random.chance(if elder || cirrhosis { 0.32 } else { 0.18 }),
         diabetes,
         ckd: adult && random.chance(if elder { 0.14 } else { 0.06 }),
-        dialysis: adult && random.chance(0.004),
-        cirrhosis: adult && random.chance(0.012),
+        dialysis,
+        cirrhosis,
         neuropathy: adult && random.chance(if diabetes { 0.15 } else { 0.02 }),
-        cramps: random.chance(if elder { 0.08 } else { 0.04 }),
+        cramps: random.chance(cramps_chance),
         numbness: random.chance(0.03),
     };
     let mut resources = vec![json!({"resourceType": "Patient", "id": id,
@@ -270,7 +280,6 @@ fn patient_resources(index: u64, as_of: NaiveDate, random: &mut Random) -> Vec<V
     resources
 }
 
-#[allow(clippy::too_many_arguments)]
 fn add_medications(
     id: &str,
     subject: &Value,

@@ -1,5 +1,6 @@
 //! Evaluates simulated requests with exactly the code path of `serve`: the service built from
-//! the settings, [`CdsService::invoke`] with no history (no suppression) and no FHIR server.
+//! the settings, [`CdsService::invoke`] with no history (no suppression) and no FHIR server
+//! (`FhirAccess::none()`: a request file that names one is answered from its prefetch alone).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -100,7 +101,7 @@ impl Evaluator {
                     service_id,
                     body,
                     now,
-                    &FhirAccess::any(),
+                    &FhirAccess::none(),
                     &ClientScope::local(),
                 ))
                 .map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
 //! The command line: `serve` runs the HTTP service, `evaluate` runs one
 //! CDS Hooks request through the same engine offline, `check` validates the
-//! knowledge.
+//! knowledge, `simulate` runs a whole population through the engine and `synthesize`
+//! writes a synthetic one.
 
 use std::path::PathBuf;
 
@@ -89,6 +90,51 @@ pub enum Command {
         /// A TOML configuration file (for store.database_url).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Run a population (a FHIR Bulk Data export, patient Bundles or CDS Hooks requests) through
+    /// the engine and report how often each rule fires.
+    Simulate {
+        /// The input directory: `*.ndjson`/`*.ndjson.gz` (Bulk Data), or `*.json` Bundles or requests.
+        input: PathBuf,
+        /// Evaluation time (RFC 3339); now when unset.
+        #[arg(long)]
+        now: Option<String>,
+        /// A directory laid out like cds-hooks/ (the configured or built-in knowledge when unset).
+        #[arg(long)]
+        knowledge: Option<PathBuf>,
+        /// A second knowledge directory: report per rule who gains and who loses the card.
+        #[arg(long)]
+        compare: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Also write the report as one self-contained HTML page.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Also write patient id, rule id and indicator of every card (for chart review).
+        #[arg(long)]
+        patients_csv: Option<PathBuf>,
+        /// Worker threads (all cores when unset).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// A TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Write a synthetic population as a FHIR Bulk Data export (deterministic from the seed).
+    Synthesize {
+        /// How many patients.
+        #[arg(long)]
+        patients: u64,
+        /// The output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The last day of the records (YYYY-MM-DD); laboratory results fall in the two years before.
+        #[arg(long, default_value = "2026-11-30")]
+        as_of: String,
     },
     /// Load and validate the knowledge; exit non-zero naming the file and the problem.
     Check {
@@ -261,6 +307,74 @@ pub fn run(cli: Cli) -> Result<(), String> {
             print!("{}", crate::docs::catalog_markdown(&loaded));
             Ok(())
         }
+        Command::Simulate {
+            input,
+            now,
+            knowledge,
+            compare,
+            format,
+            html,
+            patients_csv,
+            jobs,
+            config,
+        } => {
+            let mut settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+            if knowledge.is_some() {
+                settings.knowledge.dir = knowledge;
+            }
+            let base = CdsService::from_settings(&settings).map_err(|e| e.to_string())?;
+            let compared = compare
+                .map(|dir| {
+                    settings.knowledge.dir = Some(dir);
+                    CdsService::from_settings(&settings).map_err(|e| e.to_string())
+                })
+                .transpose()?;
+            let options = crate::simulate::SimulateOptions {
+                input,
+                now: parse_now(now)?,
+                base,
+                compared,
+                jobs: jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                patients_csv,
+            };
+            let report = crate::simulate::simulate(&options)?;
+            if let Some(path) = html {
+                std::fs::write(&path, crate::simulate::html::to_html(&report))
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            match format {
+                ReportFormat::Text => print!("{}", report.to_text()),
+                ReportFormat::Csv => print!("{}", report.to_csv()),
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+            }
+            Ok(())
+        }
+        Command::Synthesize {
+            patients,
+            out,
+            seed,
+            as_of,
+        } => {
+            let as_of = chrono::NaiveDate::parse_from_str(&as_of, "%Y-%m-%d")
+                .map_err(|e| format!("--as-of '{as_of}' is not a YYYY-MM-DD date: {e}"))?;
+            let spec = crate::simulate::population::PopulationSpec {
+                patients,
+                seed,
+                as_of,
+            };
+            let written = crate::simulate::population::write_population(&spec, &out)?;
+            eprintln!(
+                "{} patients, {} resources written to {}",
+                written.patients,
+                written.resources,
+                out.display()
+            );
+            Ok(())
+        }
         Command::Check { knowledge, config } => {
             let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
             let source = match knowledge {
@@ -279,6 +393,16 @@ pub fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+    }
+}
+
+/// The `--now` of `simulate`: an RFC 3339 date-time, or now.
+fn parse_now(now: Option<String>) -> Result<DateTime<Utc>, String> {
+    match now {
+        Some(text) => Ok(DateTime::parse_from_rfc3339(&text)
+            .map_err(|e| format!("--now '{text}' is not an RFC 3339 date-time: {e}"))?
+            .with_timezone(&Utc)),
+        None => Ok(Utc::now()),
     }
 }
 

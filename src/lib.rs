@@ -18,6 +18,7 @@ pub mod invoke;
 pub mod knowledge;
 pub mod metrics;
 pub mod server;
+pub mod simulate;
 pub mod store;
 pub mod synthetic;
 pub mod telemetry;

@@ -1,9 +1,13 @@
 //! Synthetic patient-view requests of a chosen size, for benchmarks and load
 //! tests: a realistic mix of conditions, medication statements and requests,
 //! and laboratory observations (many of them the analytes the rules read), with
-//! a diuretic and a low magnesium so at least one rule fires.
+//! a diuretic and a low magnesium so at least one rule fires; and whole populations
+//! ([`write_population`]).
 
 use serde_json::{Value, json};
+
+/// A whole synthetic population written as a Bulk Data export (`cramp-cds synthesize`).
+pub use crate::simulate::population::{PopulationSpec, Written, write_population};
 
 const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 const SNOMED: &str = "http://snomed.info/sct";

@@ -22,5 +22,6 @@ mod prefetch;
 mod retention;
 mod rules;
 mod schema;
+mod simulate;
 mod tenancy;
 mod token_boundaries;

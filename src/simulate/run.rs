@@ -1,0 +1,209 @@
+//! One simulation from input directory to report: the partition pass, then each spill file's
+//! patients evaluated in parallel (under one or two knowledge directories) and counted in
+//! input order, so the report and the patients CSV are the same on every run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+
+use super::evaluator::{Evaluator, Outcome};
+use super::input::{InputFiles, file_name};
+use super::partition::{Partitioner, partition_ndjson, partitions_for};
+use super::patients_csv::PatientsCsv;
+use super::progress::patients_bar;
+use super::report::Report;
+use super::tally::{RuleChange, Tally, add_changes};
+use crate::invoke::CdsService;
+
+/// What to simulate and how.
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    /// The input directory.
+    pub input: PathBuf,
+    /// The evaluation time.
+    pub now: DateTime<Utc>,
+    /// The service with the base knowledge.
+    pub base: CdsService,
+    /// With `--compare`: the service with the other knowledge.
+    pub compared: Option<CdsService>,
+    /// Worker threads.
+    pub jobs: usize,
+    /// Where to write the patients CSV, if anywhere.
+    pub patients_csv: Option<PathBuf>,
+}
+
+/// The two outcomes of one patient.
+type Outcomes = (Result<Outcome, String>, Option<Result<Outcome, String>>);
+
+/// Runs the simulation `options` describe.
+pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
+    let base = Evaluator::new(options.base.clone())?;
+    let compared = options.compared.clone().map(Evaluator::new).transpose()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.jobs.max(1))
+        .build()
+        .map_err(|e| format!("cannot start the worker threads: {e}"))?;
+    let files = InputFiles::list(&options.input)?;
+    let mut partitioner = Partitioner::new(partitions_for(files.estimated_bytes()))?;
+    for path in &files.ndjson {
+        partition_ndjson(path, &mut partitioner)?;
+    }
+    let mut request_files = Vec::new();
+    for path in &files.json {
+        read_json_file(path, &mut partitioner, &mut request_files)?;
+    }
+    let spill = partitioner.finish()?;
+    let bar = patients_bar(spill.counts.patient_resources + request_files.len() as u64);
+    let mut counter = Counter::new(options, compared.is_some())?;
+    let now = options.now;
+    let evaluate_both = |evaluate: &dyn Fn(&Evaluator) -> Result<Outcome, String>| -> Outcomes {
+        let outcomes = (evaluate(&base), compared.as_ref().map(evaluate));
+        bar.inc(1);
+        outcomes
+    };
+
+    let outcomes: Vec<(String, Outcomes)> = pool.install(|| {
+        request_files
+            .par_iter()
+            .map(|path| {
+                let outcomes = match std::fs::read(path) {
+                    Ok(body) => evaluate_both(&|e: &Evaluator| e.evaluate_request(&body, now)),
+                    Err(e) => {
+                        let message = format!("cannot read {}: {e}", path.display());
+                        (
+                            Err(message.clone()),
+                            compared.as_ref().map(|_| Err(message)),
+                        )
+                    }
+                };
+                let patient = std::fs::read(path)
+                    .ok()
+                    .and_then(|body| request_patient(&body))
+                    .unwrap_or_else(|| file_name(path));
+                (patient, outcomes)
+            })
+            .collect()
+    });
+    for (patient, outcomes) in outcomes {
+        counter.add(&patient, outcomes)?;
+    }
+
+    for index in 0..spill.len() {
+        let (groups, without): (Vec<_>, Vec<_>) = spill
+            .read(index)?
+            .into_iter()
+            .partition(|group| group.patient.is_some());
+        counter.without_patient_resource += without.len() as u64;
+        drop(without);
+        let outcomes: Vec<Outcomes> = pool.install(|| {
+            groups
+                .par_iter()
+                .map(|group| {
+                    evaluate_both(&|e: &Evaluator| e.evaluate_group(group, &spill.medications, now))
+                })
+                .collect()
+        });
+        for (group, outcomes) in groups.iter().zip(outcomes) {
+            counter.add(&group.patient_id, outcomes)?;
+        }
+    }
+    bar.finish_and_clear();
+    counter.finish(&spill.counts)
+}
+
+/// The `context.patientId` of a CDS Hooks request.
+fn request_patient(body: &[u8]) -> Option<String> {
+    let request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    request["context"]["patientId"].as_str().map(str::to_owned)
+}
+
+/// Reads a `.json` input file: a CDS Hooks request is kept to evaluate as it is, a Bundle's
+/// resources (or a single resource) go into the partition.
+fn read_json_file(
+    path: &Path,
+    partitioner: &mut Partitioner,
+    requests: &mut Vec<PathBuf>,
+) -> Result<(), String> {
+    let name = file_name(path);
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+        partitioner.malformed_with(&name, 0, "not a JSON object".to_owned());
+        return Ok(());
+    };
+    if value.get("hook").is_some() {
+        requests.push(path.to_owned());
+    } else if value["resourceType"] == "Bundle" {
+        let entries = value["entry"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (index, entry) in entries.iter().enumerate() {
+            let resource = entry
+                .get("resource")
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            if resource.is_empty() {
+                partitioner.malformed_with(
+                    &name,
+                    index as u64 + 1,
+                    "entry without a resource".to_owned(),
+                );
+            } else {
+                partitioner.accept(&resource, &name, index as u64 + 1)?;
+            }
+        }
+    } else {
+        partitioner.accept(&value.to_string(), &name, 1)?;
+    }
+    Ok(())
+}
+
+/// The counts under way and the patients CSV being written.
+struct Counter {
+    tally: Tally,
+    changes: Option<BTreeMap<String, RuleChange>>,
+    csv: Option<PatientsCsv>,
+    without_patient_resource: u64,
+}
+
+impl Counter {
+    fn new(options: &SimulateOptions, comparing: bool) -> Result<Counter, String> {
+        Ok(Counter {
+            tally: Tally::default(),
+            changes: comparing.then(BTreeMap::new),
+            csv: options
+                .patients_csv
+                .as_deref()
+                .map(|path| PatientsCsv::create(path, comparing))
+                .transpose()?,
+            without_patient_resource: 0,
+        })
+    }
+
+    fn add(&mut self, patient: &str, (base, compared): Outcomes) -> Result<(), String> {
+        self.tally.add(patient, &base);
+        if let (Some(changes), Ok(base), Some(Ok(compared))) = (&mut self.changes, &base, &compared)
+        {
+            add_changes(changes, base, compared);
+        }
+        if let (Some(csv), Ok(base)) = (&mut self.csv, &base) {
+            let compared = compared.as_ref().and_then(|c| c.as_ref().ok());
+            csv.add(patient, base, compared)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self, counts: &super::partition::InputCounts) -> Result<Report, String> {
+        if let Some(csv) = self.csv {
+            csv.finish()?;
+        }
+        Ok(Report::new(
+            counts,
+            self.without_patient_resource,
+            &self.tally,
+            self.changes.as_ref(),
+        ))
+    }
+}

@@ -1,0 +1,312 @@
+//! `cramp-cds simulate` (and `synthesize`): a population grouped by patient gives each patient
+//! the cards that evaluating the patient's own request gives; bad lines are counted with file
+//! and line; `--compare` finds who gains and loses a card; the outputs have their shape.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::helpers::{NOW, cramp_cds, edit, evaluate, fixture_path, knowledge_copy, rule_id};
+
+/// The Bulk export fixture: three fixture patients spread over plain and gzipped files.
+fn bulk_dir() -> String {
+    format!("{}/fixtures/bulk", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `cramp-cds simulate INPUT --now NOW` with `extra` arguments; fails the test on an error.
+fn simulate(input: &str, extra: &[&str]) -> std::process::Output {
+    let output = cramp_cds()
+        .args(["simulate", input, "--now", NOW, "--jobs", "2"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn simulate_json(input: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["--format", "json"];
+    args.extend_from_slice(extra);
+    serde_json::from_slice(&simulate(input, &args).stdout).unwrap()
+}
+
+/// The rules of the cards that `evaluate` gives the fixture request `name`.
+fn evaluated_rules(name: &str) -> BTreeSet<String> {
+    let output = evaluate(&fixture_path(name), &[], None);
+    assert!(output.status.success());
+    let body: Value = serde_json::from_slice(&output.stdout).unwrap();
+    body["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|card| rule_id(card).to_owned())
+        .collect()
+}
+
+/// The rows of a patients CSV, without the header.
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| line.split(',').map(str::to_owned).collect())
+        .collect()
+}
+
+fn rules_of(rows: &[Vec<String>], patient: &str) -> BTreeSet<String> {
+    rows.iter()
+        .filter(|row| row[0] == patient)
+        .map(|row| row[1].clone())
+        .collect()
+}
+
+#[test]
+fn each_patient_spread_over_files_gets_the_cards_of_its_own_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("patients.csv");
+    let report = simulate_json(&bulk_dir(), &["--patients-csv", csv.to_str().unwrap()]);
+    assert_eq!(report["population"]["patients"], 3, "{report}");
+    let rows = csv_rows(&csv);
+    for (patient, fixture) in [
+        ("pat-a", "diuretic-low-magnesium-mmol.fire"),
+        ("pat-b", "cirrhosis-cramps.fire"),
+        ("pat-c", "diabetic-paresthesia-no-b12.fire"),
+    ] {
+        let expected = evaluated_rules(fixture);
+        assert!(!expected.is_empty(), "{fixture} fires nothing");
+        assert_eq!(rules_of(&rows, patient), expected, "{patient}");
+    }
+}
+
+#[test]
+fn malformed_lines_are_counted_with_file_and_line_and_orphans_are_skipped() {
+    let report = simulate_json(&bulk_dir(), &[]);
+    let population = &report["population"];
+    assert_eq!(population["malformedLines"], 2, "{population}");
+    let places: BTreeSet<String> = population["malformed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}:{}: {}",
+                m["file"].as_str().unwrap(),
+                m["line"],
+                m["problem"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        places,
+        BTreeSet::from([
+            "Observation.000.ndjson:3: no resourceType".to_owned(),
+            "Patient.000.ndjson:2: not a JSON object".to_owned(),
+        ])
+    );
+    assert_eq!(population["resourcesWithoutPatient"], 1);
+    assert_eq!(report["failures"]["count"], 0);
+}
+
+#[test]
+fn the_json_report_has_rates_with_intervals_and_the_card_histogram() {
+    let report = simulate_json(&bulk_dir(), &[]);
+    let rules = report["rules"].as_array().unwrap();
+    let magnesium = rules
+        .iter()
+        .find(|r| r["ruleId"] == "diuretic-low-magnesium")
+        .unwrap();
+    assert_eq!(magnesium["indicator"], "warning");
+    assert_eq!(magnesium["patients"], 1);
+    assert_eq!(magnesium["ratePer1000"], 333.33);
+    let (low, high) = (
+        magnesium["ci95Low"].as_f64().unwrap(),
+        magnesium["ci95High"].as_f64().unwrap(),
+    );
+    assert!(
+        low > 0.0 && low < 333.33 && high > 333.33 && high < 1000.0,
+        "{magnesium}"
+    );
+    let buckets: Vec<(String, u64)> = report["cardsPerPatient"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["cards"].as_str().unwrap().to_owned(),
+                b["patients"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let total: u64 = buckets.iter().map(|b| b.1).sum();
+    assert_eq!(buckets.len(), 5);
+    assert_eq!(buckets[4].0, "4+");
+    assert_eq!(total, 3);
+    assert!(report.get("comparison").is_none());
+}
+
+#[test]
+fn compare_reports_who_loses_a_card_when_a_threshold_is_lowered() {
+    let knowledge = knowledge_copy();
+    edit(
+        knowledge.path().join("rules/diuretic-low-magnesium.toml"),
+        "below = { value = 0.70",
+        "below = { value = 0.50",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("patients.csv");
+    let report = simulate_json(
+        &bulk_dir(),
+        &[
+            "--compare",
+            knowledge.path().to_str().unwrap(),
+            "--patients-csv",
+            csv.to_str().unwrap(),
+        ],
+    );
+    let comparison = report["comparison"].as_array().unwrap();
+    let magnesium = comparison
+        .iter()
+        .find(|r| r["ruleId"] == "diuretic-low-magnesium")
+        .unwrap();
+    assert_eq!(magnesium["base"], 1, "{magnesium}");
+    assert_eq!(magnesium["compared"], 0);
+    assert_eq!(magnesium["lost"], 1);
+    assert_eq!(magnesium["gained"], 0);
+    let cirrhosis = comparison
+        .iter()
+        .find(|r| r["ruleId"] == "cirrhosis-cramps")
+        .unwrap();
+    assert_eq!(
+        (cirrhosis["gained"].as_u64(), cirrhosis["lost"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let rows = csv_rows(&csv);
+    assert!(
+        rows.contains(
+            &["pat-a", "diuretic-low-magnesium", "warning", "lost"]
+                .map(String::from)
+                .to_vec()
+        ),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(
+            &["pat-b", "cirrhosis-cramps", "info", "both"]
+                .map(String::from)
+                .to_vec()
+        )
+    );
+
+    // Raising the threshold back the other way round: the same patient gains the card.
+    let reverse = cramp_cds()
+        .args([
+            "simulate",
+            &bulk_dir(),
+            "--now",
+            NOW,
+            "--format",
+            "json",
+            "--compare",
+        ])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-hooks"))
+        .env("CRAMP_CDS_KNOWLEDGE__DIR", knowledge.path())
+        .output()
+        .unwrap();
+    assert!(
+        reverse.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reverse.stderr)
+    );
+    let reverse: Value = serde_json::from_slice(&reverse.stdout).unwrap();
+    let magnesium = reverse["comparison"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "diuretic-low-magnesium")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (magnesium["gained"].as_u64(), magnesium["lost"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
+#[test]
+fn html_is_one_page_with_inline_svg_and_csv_has_one_row_per_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let output = simulate(
+        &bulk_dir(),
+        &["--format", "csv", "--html", html.to_str().unwrap()],
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.matches("<svg").count() >= 2, "bars and histogram");
+    assert!(page.contains("diuretic-low-magnesium"));
+    assert!(!page.contains("<script") && !page.contains("<link") && !page.contains(" src="));
+    let csv = String::from_utf8(output.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("rule_id,indicator,patients,population,rate_per_1000,ci95_low,ci95_high")
+    );
+    assert_eq!(
+        lines
+            .filter(|l| l.starts_with("diuretic-low-magnesium,warning,1,3,"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn bundles_and_request_files_are_read_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("patients.csv");
+    let input = format!("{}/fixtures/bulk-bundles", env!("CARGO_MANIFEST_DIR"));
+    let report = simulate_json(&input, &["--patients-csv", csv.to_str().unwrap()]);
+    assert_eq!(report["population"]["patients"], 2);
+    let rows = csv_rows(&csv);
+    assert_eq!(
+        rules_of(&rows, "pat-a"),
+        evaluated_rules("diuretic-low-magnesium-mmol.fire")
+    );
+    assert_eq!(
+        rules_of(&rows, "pat-1"),
+        evaluated_rules("diabetic-paresthesia-no-b12.fire")
+    );
+}
+
+#[test]
+fn synthesize_is_deterministic_and_its_population_simulates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&first, &second] {
+        let status = cramp_cds()
+            .args(["synthesize", "--patients", "30", "--seed", "7", "--out"])
+            .arg(out)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for file in [
+        "Patient.ndjson",
+        "Observation.ndjson",
+        "MedicationRequest.ndjson",
+    ] {
+        assert_eq!(
+            std::fs::read(first.join(file)).unwrap(),
+            std::fs::read(second.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let report = simulate_json(first.to_str().unwrap(), &[]);
+    assert_eq!(report["population"]["patients"], 30);
+    assert_eq!(report["population"]["malformedLines"], 0);
+    assert_eq!(report["failures"]["count"], 0, "{}", report["failures"]);
+    let resources = report["population"]["resources"].as_u64().unwrap();
+    assert!((30 * 90..=30 * 120).contains(&resources), "{resources}");
+}

@@ -28,6 +28,11 @@ pub struct ServiceDefinition {
     /// Preconditions, for people.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_requirements: Option<String>,
+    /// Extensions (CDS Hooks 2.0 §3.1): discovery puts `org.cramp-cds.knowledge` here, the
+    /// version of the knowledge the service answers from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub extension: Option<serde_json::Value>,
 }
 
 /// A service entry of `services.json`: its discovery definition, plus which prefetch
@@ -139,6 +144,7 @@ impl Service {
             id: raw.id,
             prefetch: raw.prefetch,
             usage_requirements: raw.usage_requirements,
+            extension: None,
         };
         let mut service = Service::from_definition(definition)?;
         for key in &raw.codes_from_rules {

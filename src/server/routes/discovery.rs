@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::authenticate;
+use crate::knowledge::services::ServiceDefinition;
 use crate::server::AppState;
 use crate::server::errors::ApiError;
 
@@ -24,11 +25,10 @@ pub async fn discovery(
     let services: Vec<_> = knowledge
         .services
         .iter()
-        .map(|s| {
+        .map(|s| ServiceDefinition {
             // Each service's `extension` names the knowledge it answers from.
-            let mut definition = serde_json::to_value(&s.definition).unwrap_or_default();
-            definition["extension"] = extension.clone();
-            definition
+            extension: Some(extension.clone()),
+            ..s.definition.clone()
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "services": services })))

@@ -289,14 +289,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())
             })?;
-            match format {
-                ReportFormat::Text => print!("{}", report.to_text()),
-                ReportFormat::Csv => print!("{}", report.to_csv()),
-                ReportFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                ),
-            }
+            print_report(format, || report.to_text(), || report.to_csv(), &report);
             Ok(())
         }
         Command::Docs { knowledge } => {
@@ -343,14 +336,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 std::fs::write(&path, crate::simulate::html::to_html(&report))
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             }
-            match format {
-                ReportFormat::Text => print!("{}", report.to_text()),
-                ReportFormat::Csv => print!("{}", report.to_csv()),
-                ReportFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                ),
-            }
+            print_report(format, || report.to_text(), || report.to_csv(), &report);
             Ok(())
         }
         Command::Synthesize {
@@ -535,5 +521,22 @@ fn print_explanation(invocation: &Invocation, format: OutputFormat) {
             OutputFormat::Text => println!("{line}"),
             OutputFormat::Json => eprintln!("{line}"),
         }
+    }
+}
+
+/// Prints a report (the card history's or a simulation's) in `format`.
+fn print_report(
+    format: ReportFormat,
+    text: impl FnOnce() -> String,
+    csv: impl FnOnce() -> String,
+    report: &impl serde::Serialize,
+) {
+    match format {
+        ReportFormat::Text => print!("{}", text()),
+        ReportFormat::Csv => print!("{}", csv()),
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        ),
     }
 }

@@ -343,34 +343,26 @@ impl Store {
         let mut connection = self.writer().await?;
         let cutoff = cutoff.timestamp();
         let limit = i64::from(limit);
+        // Feedback and overrides first: they name the cards.
+        const STATEMENTS: [&str; 3] = [
+            "DELETE FROM feedback WHERE card_uuid IN \
+             (SELECT card_uuid FROM feedback WHERE received_at < $1 LIMIT $2)",
+            "DELETE FROM overrides WHERE card_uuid IN \
+             (SELECT card_uuid FROM overrides WHERE overridden_at < $1 LIMIT $2)",
+            "DELETE FROM issued_cards WHERE card_uuid IN \
+             (SELECT card_uuid FROM issued_cards WHERE issued_at < $1 LIMIT $2)",
+        ];
         let result: Result<retention::Pruned, sqlx::Error> = async {
-            let feedback = sqlx::query(
-                "DELETE FROM feedback WHERE card_uuid IN \
-                 (SELECT card_uuid FROM feedback WHERE received_at < $1 LIMIT $2)",
-            )
-            .bind(cutoff)
-            .bind(limit)
-            .execute(&mut *connection)
-            .await?
-            .rows_affected();
-            let overrides = sqlx::query(
-                "DELETE FROM overrides WHERE card_uuid IN \
-                 (SELECT card_uuid FROM overrides WHERE overridden_at < $1 LIMIT $2)",
-            )
-            .bind(cutoff)
-            .bind(limit)
-            .execute(&mut *connection)
-            .await?
-            .rows_affected();
-            let cards = sqlx::query(
-                "DELETE FROM issued_cards WHERE card_uuid IN \
-                 (SELECT card_uuid FROM issued_cards WHERE issued_at < $1 LIMIT $2)",
-            )
-            .bind(cutoff)
-            .bind(limit)
-            .execute(&mut *connection)
-            .await?
-            .rows_affected();
+            let mut deleted = [0; 3];
+            for (statement, count) in STATEMENTS.iter().zip(&mut deleted) {
+                *count = sqlx::query(*statement)
+                    .bind(cutoff)
+                    .bind(limit)
+                    .execute(&mut *connection)
+                    .await?
+                    .rows_affected();
+            }
+            let [feedback, overrides, cards] = deleted;
             Ok(retention::Pruned {
                 cards,
                 feedback,

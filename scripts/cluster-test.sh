@@ -38,7 +38,7 @@ trap cleanup EXIT
 
 command -v haproxy >/dev/null || apt-get install -y -q haproxy >/dev/null
 command -v psql >/dev/null || { echo "cluster-test needs psql and PostgreSQL on 127.0.0.1:5432" >&2; exit 1; }
-haproxy -v | head -1
+haproxy -v | sed -n 1p
 # CLUSTER_TEST_PROFILE=debug reuses the test build (CI); the default is the release build.
 PROFILE="${CLUSTER_TEST_PROFILE:-release}"
 if [ "$PROFILE" = release ]; then

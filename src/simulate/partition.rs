@@ -8,7 +8,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::resource_head::{Malformed, read_head};
+use rayon::prelude::*;
+
+use super::resource_head::{Malformed, ResourceHead, read_head};
 
 /// A line that is not a resource: where it is and what is wrong.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -78,7 +80,18 @@ impl Partitioner {
         if json.is_empty() {
             return Ok(());
         }
-        let head = match read_head(json) {
+        self.accept_read(json, read_head(json), file, line)
+    }
+
+    /// Files one resource whose head was read already (in parallel, by [`partition_ndjson`]).
+    fn accept_read(
+        &mut self,
+        json: &str,
+        head: Result<ResourceHead, Malformed>,
+        file: &str,
+        line: u64,
+    ) -> Result<(), String> {
+        let head = match head {
             Ok(head) => head,
             Err(problem) => {
                 self.malformed(file, line, problem);
@@ -227,24 +240,52 @@ fn partition_of(patient: &str, partitions: usize) -> usize {
     (hash % partitions as u64) as usize
 }
 
-/// Streams every line of the NDJSON file `path` into `partitioner`.
-pub fn partition_ndjson(path: &Path, partitioner: &mut Partitioner) -> Result<(), String> {
+/// Lines read and parsed together: the heads of a chunk are read on every worker of the pool,
+/// then filed in input order.
+const CHUNK_LINES: usize = 4096;
+
+/// Streams every line of the NDJSON file `path` into `partitioner`, reading the resources'
+/// heads (the costly part: a JSON parse) on the workers of `pool`.
+pub fn partition_ndjson(
+    path: &Path,
+    partitioner: &mut Partitioner,
+    pool: &rayon::ThreadPool,
+) -> Result<(), String> {
     let name = super::input::file_name(path);
     let mut reader = super::input::open_lines(path)?;
-    let mut buffer = Vec::new();
     let mut number = 0u64;
     loop {
-        buffer.clear();
-        let read = reader
-            .read_until(b'\n', &mut buffer)
-            .map_err(|e| format!("cannot read {name}: {e}"))?;
-        if read == 0 {
+        let mut chunk: Vec<(u64, Vec<u8>)> = Vec::with_capacity(CHUNK_LINES);
+        while chunk.len() < CHUNK_LINES {
+            let mut buffer = Vec::new();
+            let read = reader
+                .read_until(b'\n', &mut buffer)
+                .map_err(|e| format!("cannot read {name}: {e}"))?;
+            if read == 0 {
+                break;
+            }
+            number += 1;
+            chunk.push((number, buffer));
+        }
+        if chunk.is_empty() {
             return Ok(());
         }
-        number += 1;
-        match std::str::from_utf8(&buffer) {
-            Ok(line) => partitioner.accept(line, &name, number)?,
-            Err(_) => partitioner.malformed(&name, number, Malformed::NotJson),
+        let heads: Vec<Option<Result<ResourceHead, Malformed>>> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|(_, bytes)| match std::str::from_utf8(bytes) {
+                    Ok(line) if line.trim().is_empty() => None,
+                    Ok(line) => Some(read_head(line.trim())),
+                    Err(_) => Some(Err(Malformed::NotJson)),
+                })
+                .collect()
+        });
+        for ((line_number, bytes), head) in chunk.iter().zip(heads) {
+            let Some(head) = head else { continue };
+            let json = std::str::from_utf8(bytes)
+                .map(str::trim)
+                .unwrap_or_default();
+            partitioner.accept_read(json, head, &name, *line_number)?;
         }
     }
 }

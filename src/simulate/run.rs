@@ -48,7 +48,7 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
     let files = InputFiles::list(&options.input)?;
     let mut partitioner = Partitioner::new(partitions_for(files.estimated_bytes()))?;
     for path in &files.ndjson {
-        partition_ndjson(path, &mut partitioner)?;
+        partition_ndjson(path, &mut partitioner, &pool)?;
     }
     let mut request_files = Vec::new();
     for path in &files.json {

@@ -6,8 +6,8 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::evaluator::Outcome;
-use super::report::csv_field;
 use super::tally::sides;
+use crate::store::report::csv_cell;
 
 /// A patients CSV being written.
 pub struct PatientsCsv {
@@ -40,21 +40,21 @@ impl PatientsCsv {
         base: &Outcome,
         compared: Option<&Outcome>,
     ) -> Result<(), String> {
-        let patient = csv_field(patient);
+        let patient = csv_cell(patient);
         let mut rows = String::new();
         match compared.filter(|_| self.comparing) {
             Some(compared) => {
                 for (rule, indicator, side) in sides(base, compared) {
                     rows.push_str(&format!(
                         "{patient},{},{indicator},{}\n",
-                        csv_field(rule),
+                        csv_cell(rule),
                         side.as_str()
                     ));
                 }
             }
             None => {
                 for (rule, indicator) in &base.cards {
-                    rows.push_str(&format!("{patient},{},{indicator}\n", csv_field(rule)));
+                    rows.push_str(&format!("{patient},{},{indicator}\n", csv_cell(rule)));
                 }
             }
         }

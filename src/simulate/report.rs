@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::partition::{InputCounts, MalformedLine};
 use super::tally::{RuleChange, Tally};
 use super::wilson::wilson_95;
+use crate::store::report::csv_cell;
 
 /// How many data issues the report lists.
 const TOP_ISSUES: usize = 20;
@@ -288,7 +289,7 @@ impl Report {
             let _ = write!(
                 out,
                 "{},{},{},{},{},{},{}",
-                csv_field(&r.rule_id),
+                csv_cell(&r.rule_id),
                 r.indicator,
                 r.patients,
                 self.population.patients,
@@ -316,7 +317,7 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "{},,0,{},0,0,0,{},{},{}",
-                    csv_field(&c.rule_id),
+                    csv_cell(&c.rule_id),
                     self.population.patients,
                     c.change.compared,
                     c.change.gained,
@@ -325,14 +326,5 @@ impl Report {
             }
         }
         out
-    }
-}
-
-/// A CSV field, quoted when it must be.
-pub fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
     }
 }

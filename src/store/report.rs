@@ -369,7 +369,8 @@ fn quoted(text: &str) -> String {
 }
 
 /// One CSV text cell: neutralised, and quoted when it holds a comma, a quote or a line break.
-fn csv_cell(text: &str) -> String {
+/// Every CSV the service writes (reports, simulations) uses it.
+pub fn csv_cell(text: &str) -> String {
     let cell = neutralised(text);
     if cell.contains([',', '"', '\r', '\n']) {
         quoted(&cell)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::partition::PatientGroup;
+use super::spill::PatientGroup;
 use crate::auth::FhirAccess;
 use crate::hooks::Hook;
 use crate::invoke::CdsService;
@@ -48,6 +48,19 @@ impl Evaluator {
             service,
             patient_view,
         })
+    }
+
+    /// The resource types the `patient-view` request carries: those its prefetch templates
+    /// read or search, with Patient and Medication (referenced by medications). Others in
+    /// the input are not read.
+    pub fn resource_types_asked_for(&self) -> Vec<String> {
+        let service = &self.service.knowledge.services[self.patient_view];
+        service
+            .templates
+            .iter()
+            .map(|(_, template)| template.resource_type.clone())
+            .chain(["Patient".to_owned(), "Medication".to_owned()])
+            .collect()
     }
 
     /// Evaluates the patient-view request of `group` as of `now`.

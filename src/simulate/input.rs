@@ -2,7 +2,7 @@
 //! patient Bundles, or CDS Hooks request files, found in one input directory.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// The files of an input directory, sorted by name so every run reads them in the same order.
@@ -66,15 +66,14 @@ fn is_gzip(path: &Path) -> bool {
     file_name(path).ends_with(".gz")
 }
 
-/// A buffered line reader over a file, decompressing `.gz` files as it reads.
-pub fn open_lines(path: &Path) -> Result<Box<dyn BufRead>, String> {
+/// A reader of a file's bytes, decompressing `.gz` files as it reads.
+pub fn open_reader(path: &Path) -> Result<Box<dyn Read + Send>, String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     if is_gzip(path) {
-        Ok(Box::new(BufReader::with_capacity(
-            1 << 16,
-            flate2::read::MultiGzDecoder::new(file),
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(
+            BufReader::with_capacity(1 << 16, file),
         )))
     } else {
-        Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
+        Ok(Box::new(file))
     }
 }

@@ -4,11 +4,14 @@
 //! would send ([`request`]) and is evaluated by the serve code path ([`evaluator`]) in
 //! parallel, and the outcomes are counted ([`tally`]) into a [`report::Report`].
 
+pub mod blocks;
+pub mod bundle;
 pub mod evaluator;
 pub mod html;
 pub mod input;
 pub mod issues;
 pub mod partition;
+pub mod pass;
 pub mod patients_csv;
 pub mod population;
 pub mod progress;
@@ -16,6 +19,7 @@ pub mod report;
 pub mod request;
 pub mod resource_head;
 pub mod run;
+pub mod spill;
 pub mod svg;
 pub mod tally;
 pub mod wilson;

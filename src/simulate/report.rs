@@ -46,6 +46,8 @@ pub struct Population {
     pub malformed: Vec<MalformedLine>,
     /// Resources that name no patient (counted, skipped).
     pub resources_without_patient: u64,
+    /// Resources of types no prefetch asks for (Encounter, Claim, ...), not read.
+    pub resources_not_asked_for: u64,
     /// Patients whose resources were read but who have no Patient resource (skipped).
     pub patients_without_patient_resource: u64,
 }
@@ -170,6 +172,7 @@ impl Report {
                 malformed_lines: counts.malformed,
                 malformed: counts.malformed_examples.clone(),
                 resources_without_patient: counts.without_patient,
+                resources_not_asked_for: counts.not_asked_for,
                 patients_without_patient_resource: without_patient_resource,
             },
             rules,
@@ -204,9 +207,10 @@ impl Report {
         let p = &self.population;
         let _ = writeln!(
             out,
-            "Patients: {}   resources: {}   malformed lines: {}   resources without a patient: {}   patients without a Patient resource: {}",
+            "Patients: {}   resources: {} ({} of types no prefetch asks for, not read)   malformed lines: {}   resources without a patient: {}   patients without a Patient resource: {}",
             p.patients,
             p.resources,
+            p.resources_not_asked_for,
             p.malformed_lines,
             p.resources_without_patient,
             p.patients_without_patient_resource

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::partition::PatientGroup;
+use super::spill::PatientGroup;
 use crate::knowledge::services::Service;
 
 /// The hookInstance of every simulated request (nothing is recorded, so one is enough).

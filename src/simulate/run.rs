@@ -3,17 +3,19 @@
 //! input order, so the report and the patients CSV are the same on every run.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use super::evaluator::{Evaluator, Outcome};
 use super::input::{InputFiles, file_name};
-use super::partition::{Partitioner, partition_ndjson, partitions_for};
+use super::partition::{Partitioner, partitions_for};
+use super::pass::partition_inputs;
 use super::patients_csv::PatientsCsv;
 use super::progress::patients_bar;
 use super::report::Report;
+use super::spill::PatientGroup;
 use super::tally::{RuleChange, Tally, add_changes};
 use crate::invoke::CdsService;
 
@@ -41,19 +43,19 @@ type Outcomes = (Result<Outcome, String>, Option<Result<Outcome, String>>);
 pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
     let base = Evaluator::new(options.base.clone())?;
     let compared = options.compared.clone().map(Evaluator::new).transpose()?;
+    let jobs = options.jobs.max(1);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.jobs.max(1))
+        .num_threads(jobs)
         .build()
         .map_err(|e| format!("cannot start the worker threads: {e}"))?;
     let files = InputFiles::list(&options.input)?;
-    let mut partitioner = Partitioner::new(partitions_for(files.estimated_bytes()))?;
-    for path in &files.ndjson {
-        partition_ndjson(path, &mut partitioner, &pool)?;
-    }
-    let mut request_files = Vec::new();
-    for path in &files.json {
-        read_json_file(path, &mut partitioner, &mut request_files)?;
-    }
+    let asked_for = [Some(&base), compared.as_ref()]
+        .into_iter()
+        .flatten()
+        .flat_map(Evaluator::resource_types_asked_for)
+        .collect();
+    let partitioner = Partitioner::new(partitions_for(files.estimated_bytes()), Some(asked_for))?;
+    let request_files = partition_inputs(&files, &partitioner, jobs)?;
     let spill = partitioner.finish()?;
     let bar = patients_bar(spill.counts.patient_resources + request_files.len() as u64);
     let mut counter = Counter::new(options, compared.is_some())?;
@@ -67,22 +69,20 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
     let outcomes: Vec<(String, Outcomes)> = pool.install(|| {
         request_files
             .par_iter()
-            .map(|path| {
-                let outcomes = match std::fs::read(path) {
-                    Ok(body) => evaluate_both(&|e: &Evaluator| e.evaluate_request(&body, now)),
-                    Err(e) => {
-                        let message = format!("cannot read {}: {e}", path.display());
-                        (
-                            Err(message.clone()),
-                            compared.as_ref().map(|_| Err(message)),
-                        )
-                    }
-                };
-                let patient = std::fs::read(path)
-                    .ok()
-                    .and_then(|body| request_patient(&body))
-                    .unwrap_or_else(|| file_name(path));
-                (patient, outcomes)
+            .map(|path| match std::fs::read(path) {
+                Ok(body) => {
+                    let outcomes = evaluate_both(&|e: &Evaluator| e.evaluate_request(&body, now));
+                    let patient = request_patient(&body).unwrap_or_else(|| file_name(path));
+                    (patient, outcomes)
+                }
+                Err(e) => {
+                    let message = format!("cannot read {}: {e}", path.display());
+                    let outcomes = (
+                        Err(message.clone()),
+                        compared.as_ref().map(|_| Err(message)),
+                    );
+                    (file_name(path), outcomes)
+                }
             })
             .collect()
     });
@@ -90,10 +90,19 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
         counter.add(&patient, outcomes)?;
     }
 
-    for index in 0..spill.len() {
-        let (groups, without): (Vec<_>, Vec<_>) = spill
-            .read(index)?
+    // As many spill files as workers are read at once, then all their patients evaluated
+    // together, so no worker waits for another's file; memory is one spill file per worker.
+    let indices: Vec<usize> = (0..spill.len()).collect();
+    for window in indices.chunks(jobs) {
+        let read: Vec<Vec<PatientGroup>> = pool.install(|| {
+            window
+                .par_iter()
+                .map(|&index| spill.read(index))
+                .collect::<Result<_, _>>()
+        })?;
+        let (groups, without): (Vec<_>, Vec<_>) = read
             .into_iter()
+            .flatten()
             .partition(|group| group.patient.is_some());
         counter.without_patient_resource += without.len() as u64;
         drop(without);
@@ -117,47 +126,6 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
 fn request_patient(body: &[u8]) -> Option<String> {
     let request: serde_json::Value = serde_json::from_slice(body).ok()?;
     request["context"]["patientId"].as_str().map(str::to_owned)
-}
-
-/// Reads a `.json` input file: a CDS Hooks request is kept to evaluate as it is, a Bundle's
-/// resources (or a single resource) go into the partition.
-fn read_json_file(
-    path: &Path,
-    partitioner: &mut Partitioner,
-    requests: &mut Vec<PathBuf>,
-) -> Result<(), String> {
-    let name = file_name(path);
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {name}: {e}"))?;
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
-        partitioner.malformed_with(&name, 0, "not a JSON object".to_owned());
-        return Ok(());
-    };
-    if value.get("hook").is_some() {
-        requests.push(path.to_owned());
-    } else if value["resourceType"] == "Bundle" {
-        let entries = value["entry"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for (index, entry) in entries.iter().enumerate() {
-            let resource = entry
-                .get("resource")
-                .map(|r| r.to_string())
-                .unwrap_or_default();
-            if resource.is_empty() {
-                partitioner.malformed_with(
-                    &name,
-                    index as u64 + 1,
-                    "entry without a resource".to_owned(),
-                );
-            } else {
-                partitioner.accept(&resource, &name, index as u64 + 1)?;
-            }
-        }
-    } else {
-        partitioner.accept(&value.to_string(), &name, 1)?;
-    }
-    Ok(())
 }
 
 /// The counts under way and the patients CSV being written.

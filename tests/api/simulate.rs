@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::helpers::{NOW, cramp_cds, edit, evaluate, fixture_path, knowledge_copy, rule_id};
+use crate::helpers::{
+    NOW, cramp_cds, edit, evaluate, fixture_path, knowledge_copy, resources_of, rule_id,
+};
 
 /// The Bulk export fixture: three fixture patients spread over plain and gzipped files.
 fn bulk_dir() -> String {
@@ -309,4 +311,96 @@ fn synthesize_is_deterministic_and_its_population_simulates() {
     assert_eq!(report["failures"]["count"], 0, "{}", report["failures"]);
     let resources = report["population"]["resources"].as_u64().unwrap();
     assert!((30 * 90..=30 * 120).contains(&resources), "{resources}");
+}
+
+/// A transaction Bundle as Synthea writes one: every entry has a `urn:uuid:` fullUrl and the
+/// references point at those, not at `Patient/id`.
+fn transaction_bundle_of(fixture: &str) -> Value {
+    let resources = resources_of(fixture);
+    let patient_id = resources
+        .iter()
+        .find(|r| r["resourceType"] == "Patient")
+        .and_then(|r| r["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let mut entries: Vec<Value> = resources
+        .into_iter()
+        .map(|mut resource| {
+            if resource.get("subject").is_some() {
+                resource["subject"] =
+                    serde_json::json!({"reference": format!("urn:uuid:{patient_id}")});
+            }
+            let full_url = if resource["resourceType"] == "Patient" {
+                format!("urn:uuid:{patient_id}")
+            } else {
+                format!("urn:uuid:{}", resource["id"].as_str().unwrap_or("x"))
+            };
+            serde_json::json!({"fullUrl": full_url, "resource": resource,
+                "request": {"method": "POST", "url": resource["resourceType"]}})
+        })
+        .collect();
+    for kind in ["Encounter", "Claim"] {
+        entries.push(
+            serde_json::json!({"fullUrl": format!("urn:uuid:{kind}-1"), "resource": {
+            "resourceType": kind, "id": format!("{kind}-1"),
+            "patient": {"reference": format!("urn:uuid:{patient_id}")},
+            "subject": {"reference": format!("urn:uuid:{patient_id}")}}}),
+        );
+    }
+    serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+#[test]
+fn a_transaction_bundle_with_urn_uuid_references_gets_the_cards_of_its_patient() {
+    let fixture = "diuretic-low-magnesium-mmol.fire";
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(
+        input.join("synthea-like.json"),
+        transaction_bundle_of(fixture).to_string(),
+    )
+    .unwrap();
+    let csv = dir.path().join("patients.csv");
+    let report = simulate_json(
+        input.to_str().unwrap(),
+        &["--patients-csv", csv.to_str().unwrap()],
+    );
+    let population = &report["population"];
+    assert_eq!(population["patients"], 1, "{population}");
+    assert_eq!(population["resourcesWithoutPatient"], 0, "{population}");
+    assert_eq!(population["resourcesNotAskedFor"], 2, "{population}");
+    let rows = csv_rows(&csv);
+    let patient = &rows.first().expect("the patient has cards")[0];
+    assert_eq!(rules_of(&rows, patient), evaluated_rules(fixture));
+}
+
+#[test]
+fn one_worker_and_four_give_the_same_report_and_patients_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let population = dir.path().join("population");
+    let status = cramp_cds()
+        .args(["synthesize", "--patients", "80", "--seed", "11", "--out"])
+        .arg(&population)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = |jobs: &str| {
+        let csv = dir.path().join(format!("patients-{jobs}.csv"));
+        let output = cramp_cds()
+            .args(["simulate", population.to_str().unwrap(), "--now", NOW])
+            .args(["--jobs", jobs, "--format", "json", "--patients-csv"])
+            .arg(&csv)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        (output.stdout, std::fs::read(&csv).unwrap())
+    };
+    let (one_report, one_csv) = run("1");
+    let (four_report, four_csv) = run("4");
+    let report: Value = serde_json::from_slice(&one_report).unwrap();
+    assert_eq!(report["population"]["patients"], 80);
+    assert!(one_csv.len() > 100, "some patients have cards");
+    assert_eq!(one_report, four_report);
+    assert_eq!(one_csv, four_csv);
 }

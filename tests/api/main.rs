@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod conformance_requests;
 mod deployment;
 mod discovery;
 mod durability;

@@ -3,6 +3,8 @@
 
 mod auth;
 mod cli;
+mod conformance_cards;
+mod conformance_http;
 mod conformance_requests;
 mod deployment;
 mod discovery;

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod conformance;
 mod conformance_cards;
 mod conformance_http;
 mod conformance_requests;

@@ -203,7 +203,8 @@ fn add_bundle(
 }
 
 /// Adds the orders of a `draftOrders` Bundle; orders named in `selections` (or all, when `None`) are in scope.
-/// Returns the references of every draft order read.
+/// Returns the reference (`Type/id`) of every entry of the Bundle, including orders of types the
+/// rules do not read (a NutritionOrder, a DeviceRequest): order-select may select any of them.
 pub fn add_draft_orders(
     record: &mut PatientRecord,
     bundle: &RawValue,
@@ -221,6 +222,7 @@ pub fn add_draft_orders(
             return Vec::new();
         }
     };
+    let mut listed = Vec::new();
     for (index, entry) in shape.entry.into_iter().enumerate() {
         let entry_location = format!("{location}.entry[{index}]");
         let ObjectOr::Object(EntryMembers {
@@ -244,6 +246,14 @@ pub fn add_draft_orders(
                 continue;
             }
         };
+        if let (Some(resource_type), Some(id)) = (
+            value
+                .get("resourceType")
+                .and_then(serde_json::Value::as_str),
+            value.get("id").and_then(serde_json::Value::as_str),
+        ) {
+            listed.push(format!("{resource_type}/{id}"));
+        }
         match parse_resource(raw) {
             Ok(parsed) => {
                 for repair in &parsed.repairs {
@@ -265,11 +275,12 @@ pub fn add_draft_orders(
             }
         }
     }
-    record
-        .draft_orders
-        .iter()
-        .map(|d| d.reference.clone())
-        .collect()
+    for order in &record.draft_orders {
+        if !listed.contains(&order.reference) {
+            listed.push(order.reference.clone());
+        }
+    }
+    listed
 }
 
 fn outcome_text(resource: &ParsedResource) -> String {

@@ -3,6 +3,10 @@
 
 mod auth;
 mod cli;
+mod conformance;
+mod conformance_cards;
+mod conformance_http;
+mod conformance_requests;
 mod deployment;
 mod discovery;
 mod durability;

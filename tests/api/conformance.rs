@@ -1,13 +1,16 @@
 //! `docs/conformance.md` against the requirement list it answers
-//! (`../shared/cds-hooks-service-requirements.csv`) and against the tests it names: every
+//! (`docs/cds-hooks-service-requirements.csv`, a copy of the shared list) and against the tests it names: every
 //! requirement once, with its level, a status and a proof or a reason; every test named exists;
 //! the counts are the table's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-/// Where CI puts the shared requirement list: `shared/` beside the repository.
-const REQUIREMENTS_CSV: &str = "../shared/cds-hooks-service-requirements.csv";
+/// The requirement list, kept in the repository so the test runs on any clone.
+const REQUIREMENTS_CSV: &str = "docs/cds-hooks-service-requirements.csv";
+
+/// The shared specification's list, beside the repository when it is checked out with it.
+const SHARED_REQUIREMENTS_CSV: &str = "../shared/cds-hooks-service-requirements.csv";
 
 const STATUSES: [&str; 3] = ["proven", "not applicable", "not met"];
 
@@ -69,8 +72,7 @@ fn requirements() -> Vec<Requirement> {
     let path = crate_root().join(REQUIREMENTS_CSV);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "the requirement list {} cannot be read ({e}): CI copies shared/ beside the \
-             repository; put cds-hooks-service-requirements.csv there to run this test",
+            "the requirement list {} cannot be read ({e})",
             path.display()
         )
     });
@@ -334,5 +336,19 @@ fn the_csv_reader_keeps_quoted_commas_quotes_and_line_breaks() {
     assert_eq!(
         cells("| `a#1` | x \\| y | SHALL |"),
         ["`a#1`", "x | y", "SHALL"]
+    );
+}
+
+#[test]
+fn the_repositorys_requirement_list_is_the_shared_specifications() {
+    let shared = crate_root().join(SHARED_REQUIREMENTS_CSV);
+    // Without the shared specification beside the repository there is nothing to compare.
+    let Ok(shared) = std::fs::read(&shared) else {
+        return;
+    };
+    let copy = std::fs::read(crate_root().join(REQUIREMENTS_CSV)).unwrap();
+    assert!(
+        copy == shared,
+        "{REQUIREMENTS_CSV} differs from {SHARED_REQUIREMENTS_CSV}: copy it again and update docs/conformance.md"
     );
 }

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::helpers::{cards, fixture, fixture_path, rule_id, service_for, spawn_app};
+use crate::helpers::{
+    assert_no_null_or_empty, cards, fixture, fixture_path, rule_id, service_for, spawn_app,
+};
 
 /// One fixture's request and the 200 answer it got.
 struct Exchange {
@@ -128,25 +130,6 @@ fn draft_order<'a>(request: &'a Value, reference: &str) -> Option<&'a Value> {
 
 #[actix_web::test]
 async fn a_response_has_cards_and_no_null_or_empty_members() {
-    fn no_null_or_empty(value: &Value, path: &str) {
-        match value {
-            Value::Null => panic!("null at {path}"),
-            Value::String(s) => assert!(!s.is_empty(), "empty string at {path}"),
-            Value::Array(items) => {
-                assert!(!items.is_empty(), "empty array at {path}");
-                for (i, item) in items.iter().enumerate() {
-                    no_null_or_empty(item, &format!("{path}[{i}]"));
-                }
-            }
-            Value::Object(map) => {
-                assert!(!map.is_empty(), "empty object at {path}");
-                for (key, item) in map {
-                    no_null_or_empty(item, &format!("{path}.{key}"));
-                }
-            }
-            _ => {}
-        }
-    }
     let mut empty = 0;
     for exchange in exchanges().await {
         let body = &exchange.response;
@@ -162,7 +145,7 @@ async fn a_response_has_cards_and_no_null_or_empty_members() {
             empty += 1;
         }
         for (i, card) in cards.iter().enumerate() {
-            no_null_or_empty(card, &format!("{}: cards[{i}]", exchange.fixture));
+            assert_no_null_or_empty(card, &format!("{}: cards[{i}]", exchange.fixture));
         }
     }
     assert!(

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    PATIENT_VIEW, TestApp, cards, fixture, rule_id, spawn_app, spawn_app_with,
-    spawn_authenticated_app, temp_database_url,
+    PATIENT_VIEW, TestApp, assert_no_null_or_empty, cards, fixture, rule_id, spawn_app,
+    spawn_app_with, spawn_authenticated_app, temp_database_url,
 };
 
 const HOOKS: [&str; 3] = ["patient-view", "order-select", "order-sign"];
@@ -207,28 +207,9 @@ async fn every_answer_is_json_with_a_json_content_type() {
 
 #[actix_web::test]
 async fn discovery_answers_have_no_null_or_empty_members() {
-    fn no_null_or_empty(value: &Value, path: &str) {
-        match value {
-            Value::Null => panic!("null at {path}"),
-            Value::String(s) => assert!(!s.is_empty(), "empty string at {path}"),
-            Value::Array(items) => {
-                assert!(!items.is_empty(), "empty array at {path}");
-                for (i, item) in items.iter().enumerate() {
-                    no_null_or_empty(item, &format!("{path}[{i}]"));
-                }
-            }
-            Value::Object(map) => {
-                assert!(!map.is_empty(), "empty object at {path}");
-                for (key, item) in map {
-                    no_null_or_empty(item, &format!("{path}.{key}"));
-                }
-            }
-            _ => {}
-        }
-    }
     let app = spawn_app().await;
     let (_, discovery) = app.get_json("/cds-services").await;
-    no_null_or_empty(&discovery, "discovery");
+    assert_no_null_or_empty(&discovery, "discovery");
 }
 
 #[actix_web::test]

@@ -655,3 +655,25 @@ pub fn edit(path: std::path::PathBuf, from: &str, to: &str) {
     assert!(text.contains(from), "{from} not in {}", path.display());
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
+
+/// Fails at the first `null`, empty string, empty array or empty object in `value` (CDS Hooks
+/// 2.0: optional members are left out, not sent empty), naming where it is under `path`.
+pub fn assert_no_null_or_empty(value: &Value, path: &str) {
+    match value {
+        Value::Null => panic!("null at {path}"),
+        Value::String(s) => assert!(!s.is_empty(), "empty string at {path}"),
+        Value::Array(items) => {
+            assert!(!items.is_empty(), "empty array at {path}");
+            for (i, item) in items.iter().enumerate() {
+                assert_no_null_or_empty(item, &format!("{path}[{i}]"));
+            }
+        }
+        Value::Object(map) => {
+            assert!(!map.is_empty(), "empty object at {path}");
+            for (key, item) in map {
+                assert_no_null_or_empty(item, &format!("{path}.{key}"));
+            }
+        }
+        _ => {}
+    }
+}

@@ -114,6 +114,10 @@ pub enum Command {
         /// Also write patient id, rule id and indicator of every card (for chart review).
         #[arg(long)]
         patients_csv: Option<PathBuf>,
+        /// Also write each patient's patient-view request as DIR/<patient id>.json (to replay
+        /// against a running service, or to evaluate one at a time).
+        #[arg(long, value_name = "DIR")]
+        write_requests: Option<PathBuf>,
         /// Worker threads (all cores when unset).
         #[arg(long)]
         jobs: Option<usize>,
@@ -308,6 +312,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             format,
             html,
             patients_csv,
+            write_requests,
             jobs,
             config,
         } => {
@@ -330,6 +335,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 jobs: jobs
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 patients_csv,
+                write_requests,
             };
             let report = crate::simulate::simulate(&options)?;
             if let Some(path) = html {

@@ -63,16 +63,25 @@ impl Evaluator {
             .collect()
     }
 
-    /// Evaluates the patient-view request of `group` as of `now`.
-    pub fn evaluate_group(
+    /// The `patient-view` request of `group`, as an EHR would send it.
+    pub fn patient_view_body(
         &self,
         group: &PatientGroup,
         medications: &HashMap<String, String>,
+    ) -> Vec<u8> {
+        let service = &self.service.knowledge.services[self.patient_view];
+        super::request::patient_view_request(service, group, medications)
+    }
+
+    /// Evaluates a `patient-view` request `body` (see [`Evaluator::patient_view_body`]) as of
+    /// `now`.
+    pub fn evaluate_patient_view(
+        &self,
+        body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Outcome, String> {
         let service = &self.service.knowledge.services[self.patient_view];
-        let body = super::request::patient_view_request(service, group, medications);
-        self.evaluate(&service.definition.id, &body, now)
+        self.evaluate(&service.definition.id, body, now)
     }
 
     /// Evaluates a CDS Hooks request file's bytes with the service of its hook.

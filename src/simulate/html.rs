@@ -10,6 +10,7 @@ pub fn to_html(report: &Report) -> String {
     let mut page = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>cramp-cds simulation</title><style>body{font-family:sans-serif;margin:24px;max-width:1100px}table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}td.n{text-align:right}h2{margin-top:28px}</style></head><body>\n<h1>cramp-cds: alert burden of a population</h1>\n",
     );
+    page.push_str(&format!("<p>{}.</p>\n", escape(&report.run.describe())));
     page.push_str(&format!(
         "<p>{} patients, {} resources ({} of types no prefetch asks for, not read), {} malformed lines, {} resources without a patient, {} patients without a Patient resource, {} failed evaluations.</p>\n",
         p.patients,

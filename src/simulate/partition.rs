@@ -111,6 +111,16 @@ impl Partitioner {
         })
     }
 
+    /// Whether resources of type `kind` are counted and dropped (no prefetch asks for them).
+    pub fn discards(&self, kind: &str) -> bool {
+        kind != "Patient"
+            && kind != "Medication"
+            && self
+                .asked_for
+                .as_ref()
+                .is_some_and(|asked_for| !asked_for.contains(kind))
+    }
+
     /// A batch to gather resources into before filing them together.
     pub fn batch(&self) -> Batch<'_> {
         Batch {
@@ -197,10 +207,7 @@ impl Batch<'_> {
             }
             return;
         }
-        if kind != "Patient"
-            && let Some(asked_for) = &self.partitioner.asked_for
-            && !asked_for.contains(kind)
-        {
+        if self.partitioner.discards(kind) {
             self.counts.not_asked_for += 1;
             return;
         }

@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, PoisonError};
 
 use super::blocks::{BLOCK_BYTES, Block, read_blocks};
-use super::bundle::bundle_resources;
+use super::bundle::{JsonFile, read_json_file};
 use super::input::{InputFiles, file_name};
 use super::partition::{Partitioner, input_place};
 use super::resource_head::read_head;
@@ -148,25 +148,31 @@ fn file_json(pass: &Pass, index: usize) -> Result<(), String> {
     let name = file_name(path);
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {name}: {e}"))?;
     let mut batch = pass.partitioner.batch();
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Err(_) => batch.malformed(&name, input_place(index, 0), "not a JSON object".to_owned()),
-        Ok(value) if value.get("hook").is_some() => {
+    match read_json_file(&text) {
+        JsonFile::NotJson => {
+            batch.malformed(&name, input_place(index, 0), "not a JSON object".to_owned())
+        }
+        JsonFile::Request => {
             pass.requests
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push((index, path.to_owned()));
         }
-        Ok(value) if value["resourceType"] == "Bundle" => {
-            for (entry, resource) in bundle_resources(&value).into_iter().enumerate() {
+        JsonFile::Bundle(entries) => entries.for_each(
+            |head| !pass.partitioner.discards(&head.resource_type),
+            |entry, resource| {
                 let place = input_place(index, entry as u64 + 1);
                 match resource {
-                    Ok(json) => batch.add(&json, read_head(&json), &name, place),
+                    Ok((head, json)) => batch.add(&json, Ok(head), &name, place),
                     Err(problem) => batch.malformed(&name, place, problem.to_owned()),
                 }
-            }
-        }
-        Ok(value) => {
-            let json = value.to_string();
+            },
+        ),
+        JsonFile::Resource(json) => {
+            let json = match serde_json::from_str::<serde_json::Value>(json) {
+                Ok(value) if json.contains(['\n', '\r']) => value.to_string(),
+                _ => json.to_owned(),
+            };
             batch.add(&json, read_head(&json), &name, input_place(index, 1));
         }
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::partition::{InputCounts, MalformedLine};
 use super::tally::{RuleChange, Tally};
 use super::wilson::wilson_95;
+use crate::knowledge::KnowledgeVersion;
 use crate::store::report::csv_cell;
 
 /// How many data issues the report lists.
@@ -17,6 +18,8 @@ const TOP_ISSUES: usize = 20;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
+    /// What was simulated with what, and when.
+    pub run: RunFacts,
     /// What was read.
     pub population: Population,
     /// Per rule and indicator: patients with the card, with the base knowledge.
@@ -30,6 +33,34 @@ pub struct Report {
     /// With `--compare`: per rule, who gains and who loses the card.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comparison: Option<Vec<RuleComparison>>,
+}
+
+/// The knowledge and the evaluation time of a simulation, so a report says what it is of.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunFacts {
+    /// `--now`, RFC 3339.
+    pub evaluated_at: String,
+    /// The base knowledge.
+    pub knowledge: KnowledgeVersion,
+    /// With `--compare`: the other knowledge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared_knowledge: Option<KnowledgeVersion>,
+}
+
+impl RunFacts {
+    /// One line for the text and HTML reports.
+    pub fn describe(&self) -> String {
+        let mut line = format!(
+            "Knowledge {} evaluated as of {}",
+            self.knowledge.id(),
+            self.evaluated_at
+        );
+        if let Some(compared) = &self.compared_knowledge {
+            let _ = write!(line, ", compared with knowledge {}", compared.id());
+        }
+        line
+    }
 }
 
 /// The population read.
@@ -119,8 +150,10 @@ pub struct RuleComparison {
 }
 
 impl Report {
-    /// The report of `tally` over the input `counts`, with the comparison's `changes`.
+    /// The report of `tally` over the input `counts` of the `run`, with the comparison's
+    /// `changes`.
     pub fn new(
+        run: RunFacts,
         counts: &InputCounts,
         without_patient_resource: u64,
         tally: &Tally,
@@ -166,6 +199,7 @@ impl Report {
         data_issues.sort_by(|a, b| b.patients.cmp(&a.patients).then(a.issue.cmp(&b.issue)));
         data_issues.truncate(TOP_ISSUES);
         Report {
+            run,
             population: Population {
                 patients: n,
                 resources: counts.resources,
@@ -205,6 +239,7 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let p = &self.population;
+        let _ = writeln!(out, "{}", self.run.describe());
         let _ = writeln!(
             out,
             "Patients: {}   resources: {} ({} of types no prefetch asks for, not read)   malformed lines: {}   resources without a patient: {}   patients without a Patient resource: {}",

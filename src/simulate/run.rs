@@ -3,7 +3,7 @@
 //! input order, so the report and the patients CSV are the same on every run.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
@@ -14,7 +14,7 @@ use super::partition::{Partitioner, partitions_for};
 use super::pass::partition_inputs;
 use super::patients_csv::PatientsCsv;
 use super::progress::patients_bar;
-use super::report::Report;
+use super::report::{Report, RunFacts};
 use super::spill::PatientGroup;
 use super::tally::{RuleChange, Tally, add_changes};
 use crate::invoke::CdsService;
@@ -34,6 +34,8 @@ pub struct SimulateOptions {
     pub jobs: usize,
     /// Where to write the patients CSV, if anywhere.
     pub patients_csv: Option<PathBuf>,
+    /// A directory to write each patient's `patient-view` request into, if any.
+    pub write_requests: Option<PathBuf>,
 }
 
 /// The two outcomes of one patient.
@@ -54,6 +56,10 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
         .flatten()
         .flat_map(Evaluator::resource_types_asked_for)
         .collect();
+    if let Some(dir) = &options.write_requests {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let partitioner = Partitioner::new(partitions_for(files.estimated_bytes()), Some(asked_for))?;
     let request_files = partition_inputs(&files, &partitioner, jobs)?;
     let spill = partitioner.finish()?;
@@ -110,16 +116,43 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
             groups
                 .par_iter()
                 .map(|group| {
-                    evaluate_both(&|e: &Evaluator| e.evaluate_group(group, &spill.medications, now))
+                    let body = base.patient_view_body(group, &spill.medications);
+                    if let Some(dir) = &options.write_requests {
+                        write_request(dir, &group.patient_id, &body)?;
+                    }
+                    Ok(evaluate_both(&|e: &Evaluator| {
+                        // The other knowledge may ask for other prefetch keys.
+                        if std::ptr::eq(e, &base) {
+                            e.evaluate_patient_view(&body, now)
+                        } else {
+                            let own = e.patient_view_body(group, &spill.medications);
+                            e.evaluate_patient_view(&own, now)
+                        }
+                    }))
                 })
-                .collect()
-        });
+                .collect::<Result<_, String>>()
+        })?;
         for (group, outcomes) in groups.iter().zip(outcomes) {
             counter.add(&group.patient_id, outcomes)?;
         }
     }
     bar.finish_and_clear();
-    counter.finish(&spill.counts)
+    let run = RunFacts {
+        evaluated_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        knowledge: options.base.knowledge.version.clone(),
+        compared_knowledge: options
+            .compared
+            .as_ref()
+            .map(|c| c.knowledge.version.clone()),
+    };
+    counter.finish(run, &spill.counts)
+}
+
+/// Writes the request `body` of `patient` as `dir/<patient>.json` (patient ids are FHIR ids:
+/// letters, digits, `-` and `.`, so the name is one file in `dir`).
+fn write_request(dir: &Path, patient: &str, body: &[u8]) -> Result<(), String> {
+    let path = dir.join(format!("{patient}.json"));
+    std::fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The `context.patientId` of a CDS Hooks request.
@@ -163,11 +196,16 @@ impl Counter {
         Ok(())
     }
 
-    fn finish(self, counts: &super::partition::InputCounts) -> Result<Report, String> {
+    fn finish(
+        self,
+        run: RunFacts,
+        counts: &super::partition::InputCounts,
+    ) -> Result<Report, String> {
         if let Some(csv) = self.csv {
             csv.finish()?;
         }
         Ok(Report::new(
+            run,
             counts,
             self.without_patient_resource,
             &self.tally,

@@ -61,10 +61,12 @@ pub fn bar_chart(bars: &[Bar], unit: &str) -> String {
         }
         let _ = write!(
             svg,
-            r#"<text x="{tx:.1}" y="{ty}">{value:.1}{unit}</text>"#,
+            r#"<text x="{tx:.1}" y="{ty}">{value:.digits$}{unit}</text>"#,
             tx = x(bar.interval.map_or(bar.value, |(_, h)| h.max(bar.value))) + 4.0,
             ty = y + 11.0,
             value = bar.value,
+            // A rare card (0.03 per 1,000) must not read as none.
+            digits = if bar.value.abs() < 1.0 { 2 } else { 1 },
             unit = escape(unit)
         );
     }

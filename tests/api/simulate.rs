@@ -169,6 +169,13 @@ fn compare_reports_who_loses_a_card_when_a_threshold_is_lowered() {
             csv.to_str().unwrap(),
         ],
     );
+    let run = &report["run"];
+    assert_eq!(run["evaluatedAt"], NOW, "{run}");
+    let (base, compared) = (&run["knowledge"]["hash"], &run["comparedKnowledge"]["hash"]);
+    assert!(
+        base.is_string() && compared.is_string() && base != compared,
+        "{run}"
+    );
     let comparison = report["comparison"].as_array().unwrap();
     let magnesium = comparison
         .iter()
@@ -403,4 +410,42 @@ fn one_worker_and_four_give_the_same_report_and_patients_csv() {
     assert!(one_csv.len() > 100, "some patients have cards");
     assert_eq!(one_report, four_report);
     assert_eq!(one_csv, four_csv);
+}
+
+#[test]
+fn written_requests_replayed_give_every_patient_the_same_cards() {
+    let dir = tempfile::tempdir().unwrap();
+    let population = dir.path().join("population");
+    let status = cramp_cds()
+        .args(["synthesize", "--patients", "40", "--seed", "5", "--out"])
+        .arg(&population)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let requests = dir.path().join("requests");
+    let (from_export, from_requests) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    simulate(
+        population.to_str().unwrap(),
+        &[
+            "--write-requests",
+            requests.to_str().unwrap(),
+            "--patients-csv",
+            from_export.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read_dir(&requests).unwrap().count(), 40);
+    let replayed = simulate_json(
+        requests.to_str().unwrap(),
+        &["--patients-csv", from_requests.to_str().unwrap()],
+    );
+    assert_eq!(replayed["population"]["patients"], 40);
+    assert_eq!(replayed["failures"]["count"], 0, "{}", replayed["failures"]);
+    let sorted = |path: &Path| {
+        let mut rows = csv_rows(path);
+        rows.sort();
+        rows
+    };
+    let rows = sorted(&from_export);
+    assert!(!rows.is_empty(), "some patients have cards");
+    assert_eq!(rows, sorted(&from_requests));
 }

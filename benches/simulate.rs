@@ -1,9 +1,10 @@
 //! `cramp-cds simulate` end to end on a small synthetic population (200 patients, about 100
 //! resources each, written once by the generator): partition pass, request building and
 //! evaluation, with one worker and with two. Against it, the same 200 `patient-view` requests
-//! (as `simulate --write-requests` writes them) evaluated one call at a time: building the
-//! service for every call, as `cramp-cds evaluate` does, and with the service kept, as `serve`
-//! does. Criterion reports patients per second.
+//! (as `simulate --write-requests` writes them) evaluated one call at a time: with the
+//! knowledge loaded and checked for every call (as each `cramp-cds evaluate` process does; the
+//! process start is not counted), and with the service kept, as `serve` does. Criterion
+//! reports patients per second.
 //!
 //! Run: `cargo bench --bench simulate`.
 
@@ -28,6 +29,7 @@ fn simulate_population(c: &mut Criterion) {
         patients: PATIENTS,
         seed: 1,
         as_of: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+        gzip: false,
     };
     write_population(&spec, directory.path()).unwrap();
     let service = CdsService::from_settings(&Settings::default()).unwrap();

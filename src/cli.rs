@@ -139,6 +139,9 @@ pub enum Command {
         /// The last day of the records (YYYY-MM-DD); laboratory results fall in the two years before.
         #[arg(long, default_value = "2026-11-30")]
         as_of: String,
+        /// Write gzipped NDJSON (`*.ndjson.gz`).
+        #[arg(long)]
+        gzip: bool,
     },
     /// Load and validate the knowledge; exit non-zero naming the file and the problem.
     Check {
@@ -350,6 +353,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             out,
             seed,
             as_of,
+            gzip,
         } => {
             let as_of = chrono::NaiveDate::parse_from_str(&as_of, "%Y-%m-%d")
                 .map_err(|e| format!("--as-of '{as_of}' is not a YYYY-MM-DD date: {e}"))?;
@@ -357,6 +361,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 patients,
                 seed,
                 as_of,
+                gzip,
             };
             let written = crate::simulate::population::write_population(&spec, &out)?;
             eprintln!(

@@ -12,7 +12,7 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::resource_head::{ResourceHead, read_head};
+use super::resource_head::{Malformed, ResourceHead, is_plain_id, read_head};
 
 /// What a `.json` input file holds.
 pub enum JsonFile<'a> {
@@ -22,6 +22,8 @@ pub enum JsonFile<'a> {
     Request,
     /// A Bundle's entries.
     Bundle(BundleEntries<'a>),
+    /// A Bundle whose entries cannot be read, and why.
+    UnreadableBundle(&'static str),
     /// Any other resource: the whole text.
     Resource(&'a str),
 }
@@ -36,14 +38,26 @@ struct Probe<'a> {
     entry: Option<&'a RawValue>,
 }
 
-/// One entry of a Bundle, its resource unparsed.
+/// The two fields of a Bundle entry that matter here, unparsed.
 #[derive(Deserialize)]
-struct Entry<'a> {
+struct RawEntry<'a> {
     #[serde(rename = "fullUrl", borrow)]
-    full_url: Option<Cow<'a, str>>,
+    full_url: Option<&'a RawValue>,
     #[serde(borrow)]
     resource: Option<&'a RawValue>,
 }
+
+/// One Bundle entry.
+struct Entry<'a> {
+    /// The resource, unparsed.
+    resource: Option<&'a RawValue>,
+    /// The id the resource gets from its `urn:uuid:` fullUrl when it has none (as the server
+    /// taking the transaction would give it one).
+    assigned_id: Option<String>,
+}
+
+/// Why an entry gives no resource to file.
+const NOT_AN_ENTRY: &str = "entry is not an object with one resource";
 
 /// Reads what the file `text` holds.
 pub fn read_json_file(text: &str) -> JsonFile<'_> {
@@ -57,85 +71,123 @@ pub fn read_json_file(text: &str) -> JsonFile<'_> {
         return JsonFile::Request;
     }
     match probe.resource_type.map(RawValue::get) {
-        Some(r#""Bundle""#) => JsonFile::Bundle(BundleEntries::new(probe.entry)),
+        Some(r#""Bundle""#) => match BundleEntries::new(probe.entry) {
+            Some(entries) => JsonFile::Bundle(entries),
+            None => JsonFile::UnreadableBundle("the Bundle's entry is not an array"),
+        },
         _ => JsonFile::Resource(text),
     }
 }
 
 /// The entries of a Bundle, and the `Type/id` each `fullUrl` stands for.
 pub struct BundleEntries<'a> {
-    entries: Vec<Option<Entry<'a>>>,
-    by_full_url: HashMap<Cow<'a, str>, String>,
+    entries: Vec<Result<Entry<'a>, &'static str>>,
+    by_full_url: HashMap<String, String>,
 }
 
+/// One entry's resource as [`BundleEntries::visit_entries`] hands it over: its head, and its
+/// JSON on one line when it is wanted.
+pub type VisitedEntry<'a> = Result<(ResourceHead, Option<Cow<'a, str>>), &'static str>;
+
 impl<'a> BundleEntries<'a> {
-    fn new(entry: Option<&'a RawValue>) -> BundleEntries<'a> {
-        let entries: Vec<Option<Entry>> = entry
-            .and_then(|raw| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
-            .unwrap_or_default()
+    /// The entries of the Bundle field `entry` (none when absent); `None` when it is not an
+    /// array.
+    fn new(entry: Option<&'a RawValue>) -> Option<BundleEntries<'a>> {
+        let raw_entries = match entry {
+            Some(raw) => serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok()?,
+            None => Vec::new(),
+        };
+        let mut by_full_url = HashMap::new();
+        let entries = raw_entries
             .into_iter()
-            .map(|raw| serde_json::from_str::<Entry>(raw.get()).ok())
-            .collect();
-        let by_full_url = entries
-            .iter()
-            .flatten()
-            .filter_map(|entry| {
-                let head = read_head(entry.resource?.get()).ok()?;
-                let reference = format!("{}/{}", head.resource_type, head.id?);
-                Some((entry.full_url.clone()?, reference))
+            .map(|raw| {
+                let entry: RawEntry = serde_json::from_str(raw.get()).map_err(|_| NOT_AN_ENTRY)?;
+                let full_url = entry
+                    .full_url
+                    .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
+                let mut assigned_id = None;
+                if let (Some(full_url), Some(resource)) = (full_url, entry.resource)
+                    && let Ok(head) = read_head(resource.get())
+                {
+                    let had_id = head.id.is_some();
+                    let id = head.id.or_else(|| {
+                        let uuid = full_url.strip_prefix("urn:uuid:")?;
+                        is_plain_id(uuid).then(|| uuid.to_owned())
+                    });
+                    if let Some(id) = id {
+                        by_full_url.insert(full_url, format!("{}/{id}", head.resource_type));
+                        if !had_id {
+                            assigned_id = Some(id);
+                        }
+                    }
+                }
+                Ok(Entry {
+                    resource: entry.resource,
+                    assigned_id,
+                })
             })
             .collect();
-        BundleEntries {
+        Some(BundleEntries {
             entries,
             by_full_url,
-        }
+        })
     }
 
-    /// Calls `visit` with each entry in order: its resource's head and the resource as one line
-    /// of JSON (references resolved), or why the entry has none. `wanted` says whether a
-    /// resource of that head is kept; the JSON of one that is not is handed over as it is.
-    pub fn for_each(
+    /// Calls `visit` with each entry in order: its resource's head and, when `wanted` says the
+    /// resource of that head is kept, the resource as one line of JSON (references to other
+    /// entries resolved); or why the entry has no resource.
+    pub fn visit_entries(
         &self,
         wanted: impl Fn(&ResourceHead) -> bool,
-        mut visit: impl FnMut(usize, Result<(ResourceHead, Cow<'a, str>), &'static str>),
+        mut visit: impl FnMut(usize, VisitedEntry<'a>),
     ) {
         for (index, entry) in self.entries.iter().enumerate() {
             let resource = entry
                 .as_ref()
-                .ok_or("entry is not an object")
-                .and_then(|entry| entry.resource.ok_or("entry without a resource"))
-                .and_then(|raw| {
+                .map_err(|problem| *problem)
+                .and_then(|entry| {
+                    let raw = entry.resource.ok_or("entry without a resource")?;
                     let head = read_head(raw.get()).map_err(|m| m.describe())?;
                     if !wanted(&head) {
-                        return Ok((head, Cow::Borrowed(raw.get())));
+                        return Ok((head, None));
                     }
-                    // The patient may be named by a fullUrl: read the head again, resolved.
-                    let json = self.one_line(raw);
-                    let head = read_head(&json).map_err(|m| m.describe())?;
-                    Ok((head, json))
+                    let json = self.on_one_line(entry, raw)?;
+                    // The patient may be named by a fullUrl: read the head of the resolved JSON.
+                    let head = match &json {
+                        Cow::Borrowed(_) => head,
+                        Cow::Owned(text) => read_head(text).map_err(|m| m.describe())?,
+                    };
+                    Ok((head, Some(json)))
                 });
             visit(index, resource);
         }
     }
 
-    /// The resource `raw` as one line with the references to other entries resolved.
-    fn one_line(&self, raw: &'a RawValue) -> Cow<'a, str> {
+    /// The resource `raw` of `entry` as one line, with its assigned id and the references to
+    /// other entries resolved.
+    fn on_one_line(&self, entry: &Entry, raw: &'a RawValue) -> Result<Cow<'a, str>, &'static str> {
         let text = raw.get();
-        let one_line = !text.contains(['\n', '\r']);
-        if one_line && self.by_full_url.is_empty() {
-            return Cow::Borrowed(text);
+        if self.by_full_url.is_empty() && entry.assigned_id.is_none() {
+            // In JSON (this text parsed), a raw line break can only be whitespace.
+            return Ok(if text.contains(['\n', '\r']) {
+                Cow::Owned(text.replace(['\n', '\r'], " "))
+            } else {
+                Cow::Borrowed(text)
+            });
         }
-        let Ok(mut resource) = serde_json::from_str::<Value>(text) else {
-            return Cow::Borrowed(text);
-        };
+        let mut resource: Value =
+            serde_json::from_str(text).map_err(|_| Malformed::NotJson.describe())?;
+        if let (Some(id), Some(fields)) = (&entry.assigned_id, resource.as_object_mut()) {
+            fields.insert("id".to_owned(), Value::from(id.as_str()));
+        }
         resolve_references(&mut resource, &self.by_full_url);
-        Cow::Owned(resource.to_string())
+        Ok(Cow::Owned(resource.to_string()))
     }
 }
 
 /// Replaces every `reference` in `value` that is the `fullUrl` of an entry by that entry's
 /// `Type/id`.
-fn resolve_references(value: &mut Value, by_full_url: &HashMap<Cow<str>, String>) {
+fn resolve_references(value: &mut Value, by_full_url: &HashMap<String, String>) {
     match value {
         Value::Object(fields) => {
             for (key, field) in fields.iter_mut() {
@@ -162,19 +214,20 @@ fn resolve_references(value: &mut Value, by_full_url: &HashMap<Cow<str>, String>
 mod tests {
     use super::*;
 
-    /// The entries of the Bundle `text`, every one wanted.
-    fn entries(text: &str) -> Vec<Result<Value, &'static str>> {
+    /// The entries of the Bundle `text`, every one wanted: each resource's patient and JSON.
+    fn entries(text: &str) -> Vec<Result<(Option<String>, Value), &'static str>> {
         let JsonFile::Bundle(bundle) = read_json_file(text) else {
             panic!("not read as a Bundle: {text}");
         };
         let mut out = Vec::new();
-        bundle.for_each(
+        bundle.visit_entries(
             |_| true,
             |index, resource| {
                 assert_eq!(index, out.len());
-                out.push(resource.map(|(_, json)| {
-                    assert!(!json.contains('\n'), "not one line: {json}");
-                    serde_json::from_str(&json).unwrap()
+                out.push(resource.map(|(head, json)| {
+                    let json = json.expect("a wanted resource has its JSON");
+                    assert!(!json.contains(['\n', '\r']), "not one line: {json}");
+                    (head.patient_id, serde_json::from_str(&json).unwrap())
                 }));
             },
         );
@@ -192,47 +245,56 @@ mod tests {
                 "subject": {"reference": "Patient/aa11"}}},
             {"request": {"method": "DELETE", "url": "Observation/x"}},
             "not an entry",
-            {"resource": {"id": "no-type"}}
+            {"resource": {"id": "no-type"}},
+            {"fullUrl": "urn:uuid:dd44", "resource": {"resourceType": "Condition"}, "fullUrl": "x"}
         ]}"#;
-        let JsonFile::Bundle(entries_of_bundle) = read_json_file(bundle) else {
-            panic!("not a Bundle");
-        };
-        let mut patients = Vec::new();
-        entries_of_bundle.for_each(
-            |_| true,
-            |_, resource| patients.push(resource.ok().and_then(|(head, _)| head.patient_id)),
-        );
-        assert_eq!(
-            patients[..3],
-            [Some("aa11"), Some("aa11"), Some("aa11")].map(|p| p.map(String::from))
-        );
         let resources = entries(bundle);
-        assert_eq!(resources.len(), 6);
-        let observation = resources[1].as_ref().unwrap();
+        assert_eq!(resources.len(), 7);
+        for resource in &resources[..3] {
+            assert_eq!(resource.as_ref().unwrap().0.as_deref(), Some("aa11"));
+        }
+        let observation = &resources[1].as_ref().unwrap().1;
         assert_eq!(observation["subject"]["reference"], "Patient/aa11");
         assert_eq!(observation["hasMember"][0]["reference"], "Observation/o-3");
         assert_eq!(observation["hasMember"][1]["reference"], "urn:uuid:unknown");
         assert_eq!(resources[3], Err("entry without a resource"));
-        assert_eq!(resources[4], Err("entry is not an object"));
+        assert_eq!(resources[4], Err(NOT_AN_ENTRY));
         assert_eq!(resources[5], Err("no resourceType"));
+        assert_eq!(resources[6], Err(NOT_AN_ENTRY), "a duplicated fullUrl");
     }
 
     #[test]
-    fn a_pretty_printed_resource_is_filed_as_one_line_and_an_unwanted_one_as_it_is() {
-        let bundle = "{\"resourceType\":\"Bundle\",\"entry\":[\n {\"resource\": {\n  \"resourceType\": \"Condition\",\n  \"id\": \"c1\"\n }},\n {\"resource\": {\n  \"resourceType\": \"Claim\"\n }}]}";
+    fn a_resource_without_an_id_gets_the_uuid_of_its_full_url() {
+        let bundle = r#"{"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:5e1f", "resource": {"resourceType": "Patient"}},
+            {"fullUrl": "urn:uuid:77ab", "resource": {"resourceType": "Condition",
+                "subject": {"reference": "urn:uuid:5e1f"}}}
+        ]}"#;
+        let resources = entries(bundle);
+        let (patient, resource) = resources[0].as_ref().unwrap();
         assert_eq!(
-            entries(bundle)[0].as_ref().unwrap()["id"],
-            Value::from("c1")
+            (patient.as_deref(), &resource["id"]),
+            (Some("5e1f"), &Value::from("5e1f"))
         );
+        let (patient, condition) = resources[1].as_ref().unwrap();
+        assert_eq!(patient.as_deref(), Some("5e1f"));
+        assert_eq!(condition["subject"]["reference"], "Patient/5e1f");
+        assert_eq!(condition["id"], "77ab");
+    }
+
+    #[test]
+    fn a_pretty_printed_resource_is_filed_as_one_line_and_an_unwanted_one_not_at_all() {
+        let bundle = "{\"resourceType\":\"Bundle\",\"entry\":[\n {\"resource\": {\n  \"resourceType\": \"Condition\",\n  \"id\": \"c1\"\n }},\r\n {\"resource\": {\r\n  \"resourceType\": \"Claim\"\n }}]}";
+        assert_eq!(entries(bundle)[0].as_ref().unwrap().1["id"], "c1");
         let JsonFile::Bundle(bundle) = read_json_file(bundle) else {
             panic!("not a Bundle");
         };
         let mut kept = Vec::new();
-        bundle.for_each(
+        bundle.visit_entries(
             |head| head.resource_type != "Claim",
-            |_, resource| kept.push(resource.unwrap().1.contains('\n')),
+            |_, resource| kept.push(resource.unwrap().1.is_some()),
         );
-        assert_eq!(kept, [false, true]);
+        assert_eq!(kept, [true, false]);
     }
 
     #[test]
@@ -248,6 +310,10 @@ mod tests {
         assert!(matches!(
             read_json_file(r#"{"resourceType":"Bundle"}"#),
             JsonFile::Bundle(_)
+        ));
+        assert!(matches!(
+            read_json_file(r#"{"resourceType":"Bundle","entry":{"resource":{}}}"#),
+            JsonFile::UnreadableBundle(_)
         ));
         for text in ["[1, 2, 3]", "{not json", "", "42"] {
             assert!(matches!(read_json_file(text), JsonFile::NotJson), "{text}");

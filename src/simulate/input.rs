@@ -42,7 +42,12 @@ impl InputFiles {
         Ok(files)
     }
 
-    /// About how many bytes of JSON the NDJSON files hold (gzip counted as eight times its size).
+    /// Whether any NDJSON file is gzipped (then [`InputFiles::estimated_bytes`] is a guess).
+    pub fn any_gzipped(&self) -> bool {
+        self.ndjson.iter().any(|path| is_gzip(path))
+    }
+
+    /// About how many bytes of JSON the input files hold (gzip counted as eight times its size).
     pub fn estimated_bytes(&self) -> u64 {
         self.ndjson
             .iter()

@@ -199,16 +199,15 @@ impl Batch<'_> {
             Ok(head) => head,
             Err(problem) => return self.malformed(name, place, problem.describe().to_owned()),
         };
-        self.counts.resources += 1;
         let kind = head.resource_type.as_str();
+        if self.partitioner.discards(kind) {
+            return self.not_asked_for();
+        }
+        self.counts.resources += 1;
         if kind == "Medication" {
             if let Some(id) = head.id {
                 self.medications.push((id, place, json.to_owned()));
             }
-            return;
-        }
-        if self.partitioner.discards(kind) {
-            self.counts.not_asked_for += 1;
             return;
         }
         let Some(patient) = head.patient_id else {
@@ -222,6 +221,12 @@ impl Batch<'_> {
         // Ids and resource types hold no tabs or newlines (checked by read_head); the JSON
         // is one line.
         let _ = writeln!(buffer, "{patient}\t{kind}\t{place}\t{json}");
+    }
+
+    /// Counts a resource of a type no prefetch asks for (read, not filed).
+    pub fn not_asked_for(&mut self) {
+        self.counts.resources += 1;
+        self.counts.not_asked_for += 1;
     }
 
     /// Counts a line (or file, or entry) that is not a resource, saying why.

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, PoisonError};
 
+use indicatif::ProgressBar;
+
 use super::blocks::{BLOCK_BYTES, Block, read_blocks};
 use super::bundle::{JsonFile, read_json_file};
 use super::input::{InputFiles, file_name};
@@ -31,6 +33,8 @@ struct Pass<'a> {
     error: Mutex<Option<String>>,
     /// The CDS Hooks request files found: (file index, path).
     requests: Mutex<Vec<(usize, PathBuf)>>,
+    /// Advanced by the bytes of every block and file filed.
+    progress: &'a ProgressBar,
 }
 
 impl Pass<'_> {
@@ -48,11 +52,13 @@ impl Pass<'_> {
 }
 
 /// Files every resource of `files` with `partitioner`, on `jobs` workers and up to `jobs`
-/// readers; returns the CDS Hooks request files found, in file order.
+/// readers, advancing `progress` by the bytes read; returns the CDS Hooks request files
+/// found, in file order.
 pub fn partition_inputs(
     files: &InputFiles,
     partitioner: &Partitioner,
     jobs: usize,
+    progress: &ProgressBar,
 ) -> Result<Vec<PathBuf>, String> {
     let jobs = jobs.max(1);
     let pass = Pass {
@@ -61,6 +67,7 @@ pub fn partition_inputs(
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
         requests: Mutex::new(Vec::new()),
+        progress,
     };
     let (sender, receiver) = sync_channel::<Work>(jobs * 2);
     let receiver = Mutex::new(receiver);
@@ -131,6 +138,7 @@ fn work(pass: &Pass, receiver: &Mutex<Receiver<Work>>) {
         let filed = match work {
             Work::Lines(block) => {
                 let name = file_name(&pass.files.ndjson[block.file]);
+                pass.progress.inc(block.bytes.len() as u64);
                 pass.partitioner.file_block(&block, &name)
             }
             Work::Json(index) => file_json(pass, index),
@@ -147,6 +155,7 @@ fn file_json(pass: &Pass, index: usize) -> Result<(), String> {
     let path = &pass.files.json[index - pass.files.ndjson.len()];
     let name = file_name(path);
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    pass.progress.inc(text.len() as u64);
     let mut batch = pass.partitioner.batch();
     match read_json_file(&text) {
         JsonFile::NotJson => {
@@ -158,21 +167,23 @@ fn file_json(pass: &Pass, index: usize) -> Result<(), String> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push((index, path.to_owned()));
         }
-        JsonFile::Bundle(entries) => entries.for_each(
+        JsonFile::Bundle(entries) => entries.visit_entries(
             |head| !pass.partitioner.discards(&head.resource_type),
             |entry, resource| {
                 let place = input_place(index, entry as u64 + 1);
                 match resource {
-                    Ok((head, json)) => batch.add(&json, Ok(head), &name, place),
+                    Ok((head, Some(json))) => batch.add(&json, Ok(head), &name, place),
+                    Ok((_, None)) => batch.not_asked_for(),
                     Err(problem) => batch.malformed(&name, place, problem.to_owned()),
                 }
             },
         ),
+        JsonFile::UnreadableBundle(problem) => {
+            batch.malformed(&name, input_place(index, 0), problem.to_owned())
+        }
         JsonFile::Resource(json) => {
-            let json = match serde_json::from_str::<serde_json::Value>(json) {
-                Ok(value) if json.contains(['\n', '\r']) => value.to_string(),
-                _ => json.to_owned(),
-            };
+            // In JSON (this text parsed), a raw line break can only be whitespace.
+            let json = json.replace(['\n', '\r'], " ");
             batch.add(&json, read_head(&json), &name, input_place(index, 1));
         }
     }

@@ -1,16 +1,18 @@
 //! `cramp-cds synthesize`: a synthetic population written as a FHIR Bulk Data export
-//! (`Patient.ndjson`, `Condition.ndjson`, …), one patient at a time so nothing is held in
-//! memory. Prevalences are realistic for an adult primary-care population (diuretics about
+//! (`Patient.ndjson`, `Condition.ndjson`, …, or `*.ndjson.gz`), one patient at a time so
+//! nothing is held in memory. Prevalences are realistic for an adult primary-care population (diuretics about
 //! 20 %, type 2 diabetes 10 %, CKD 8 %, cirrhosis 1 %, neuropathy 3 %, cramps 5 %, children
 //! 20 %), each patient has about 100 resources, laboratory values are spread around every
 //! threshold the rules use, and codes come from the value sets in `cds-hooks/valuesets/`.
-//! The same seed gives the same files.
+//! The same seed gives the same resources.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use chrono::{Duration, NaiveDate};
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 
 const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
@@ -77,6 +79,48 @@ pub struct PopulationSpec {
     pub seed: u64,
     /// The day the records end (laboratory results fall in the two years before it).
     pub as_of: NaiveDate,
+    /// Write `*.ndjson.gz` (as many Bulk Data servers do) instead of `*.ndjson`.
+    pub gzip: bool,
+}
+
+/// One output file, plain or gzipped (buffered before the compressor: serde_json writes in
+/// small pieces).
+enum Output {
+    Plain(BufWriter<File>),
+    Gzip(BufWriter<GzEncoder<File>>),
+}
+
+impl Output {
+    fn create(path: &Path, gzip: bool) -> Result<Output, String> {
+        let file =
+            File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(if gzip {
+            let encoder = GzEncoder::new(file, Compression::fast());
+            Output::Gzip(BufWriter::with_capacity(1 << 16, encoder))
+        } else {
+            Output::Plain(BufWriter::with_capacity(1 << 16, file))
+        })
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Output::Plain(out) => out,
+            Output::Gzip(out) => out,
+        }
+    }
+
+    /// Writes what is buffered (and the gzip trailer).
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Output::Plain(mut out) => out.flush(),
+            Output::Gzip(out) => {
+                out.into_inner()
+                    .map_err(std::io::IntoInnerError::into_error)?
+                    .finish()?;
+                Ok(())
+            }
+        }
+    }
 }
 
 /// How many resources of each type were written.
@@ -92,14 +136,22 @@ pub struct Written {
 /// missing).
 pub fn write_population(spec: &PopulationSpec, dir: &Path) -> Result<Written, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (extension, other) = if spec.gzip {
+        ("ndjson.gz", "ndjson")
+    } else {
+        ("ndjson", "ndjson.gz")
+    };
+    // An export of the other kind left in `dir` would be read as well.
+    for kind in FILES {
+        let stale = dir.join(format!("{kind}.{other}"));
+        if stale.exists() {
+            std::fs::remove_file(&stale)
+                .map_err(|e| format!("cannot remove {}: {e}", stale.display()))?;
+        }
+    }
     let mut files = FILES
         .iter()
-        .map(|kind| {
-            let path = dir.join(format!("{kind}.ndjson"));
-            File::create(&path)
-                .map(|f| BufWriter::with_capacity(1 << 16, f))
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))
-        })
+        .map(|kind| Output::create(&dir.join(format!("{kind}.{extension}")), spec.gzip))
         .collect::<Result<Vec<_>, _>>()?;
     let mut written = Written::default();
     for medication in shared_medications() {
@@ -118,13 +170,14 @@ pub fn write_population(spec: &PopulationSpec, dir: &Path) -> Result<Written, St
         }
         written.patients += 1;
     }
-    for file in &mut files {
-        file.flush().map_err(|e| format!("cannot write: {e}"))?;
+    for file in files {
+        file.finish().map_err(|e| format!("cannot write: {e}"))?;
     }
     Ok(written)
 }
 
-fn write_line(out: &mut BufWriter<File>, resource: &Value) -> Result<(), String> {
+fn write_line(out: &mut Output, resource: &Value) -> Result<(), String> {
+    let out = out.writer();
     serde_json::to_writer(&mut *out, resource).map_err(|e| format!("cannot write: {e}"))?;
     out.write_all(b"\n")
         .map_err(|e| format!("cannot write: {e}"))

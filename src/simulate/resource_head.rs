@@ -85,7 +85,7 @@ pub fn patient_in_reference(reference: &str) -> Option<String> {
 }
 
 /// Whether `id` can be a FHIR id (it is written into spill files, so no separators).
-fn is_plain_id(id: &str) -> bool {
+pub fn is_plain_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

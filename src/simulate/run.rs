@@ -13,7 +13,7 @@ use super::input::{InputFiles, file_name};
 use super::partition::{Partitioner, partitions_for};
 use super::pass::partition_inputs;
 use super::patients_csv::PatientsCsv;
-use super::progress::patients_bar;
+use super::progress::{input_bar, patients_bar};
 use super::report::{Report, RunFacts};
 use super::spill::PatientGroup;
 use super::tally::{RuleChange, Tally, add_changes};
@@ -57,11 +57,14 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
         .flat_map(Evaluator::resource_types_asked_for)
         .collect();
     if let Some(dir) = &options.write_requests {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        create_requests_dir(dir, &options.input)?;
     }
-    let partitioner = Partitioner::new(partitions_for(files.estimated_bytes()), Some(asked_for))?;
-    let request_files = partition_inputs(&files, &partitioner, jobs)?;
+    let input_bytes = files.estimated_bytes();
+    let partitioner = Partitioner::new(partitions_for(input_bytes), Some(asked_for))?;
+    let reading = input_bar(input_bytes, !files.any_gzipped());
+    let request_files = partition_inputs(&files, &partitioner, jobs, &reading);
+    reading.finish_and_clear();
+    let request_files = request_files?;
     let spill = partitioner.finish()?;
     let bar = patients_bar(spill.counts.patient_resources + request_files.len() as u64);
     let mut counter = Counter::new(options, compared.is_some())?;
@@ -150,9 +153,40 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
 
 /// Writes the request `body` of `patient` as `dir/<patient>.json` (patient ids are FHIR ids:
 /// letters, digits, `-` and `.`, so the name is one file in `dir`).
+/// A file already there is an error: a previous run's, or a patient whose id differs from
+/// another's only in case on a file system that ignores case.
 fn write_request(dir: &Path, patient: &str, body: &[u8]) -> Result<(), String> {
+    use std::io::Write;
     let path = dir.join(format!("{patient}.json"));
-    std::fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(body))
+        .map_err(|e| {
+            format!(
+                "cannot write {}: {e} (--write-requests needs an empty directory)",
+                path.display()
+            )
+        })
+}
+
+/// Creates the `--write-requests` directory `dir`, which must not be inside `input` (the next
+/// run would read the requests as input).
+fn create_requests_dir(dir: &Path, input: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let inside = match (dir.canonicalize(), input.canonicalize()) {
+        (Ok(dir), Ok(input)) => dir.starts_with(input),
+        _ => false,
+    };
+    if inside {
+        return Err(format!(
+            "--write-requests {} is inside the input directory {}",
+            dir.display(),
+            input.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The `context.patientId` of a CDS Hooks request.

@@ -313,6 +313,23 @@ fn synthesize_is_deterministic_and_its_population_simulates() {
         );
     }
     let report = simulate_json(first.to_str().unwrap(), &[]);
+    let gzipped = dir.path().join("gz");
+    let status = cramp_cds()
+        .args([
+            "synthesize",
+            "--patients",
+            "30",
+            "--seed",
+            "7",
+            "--gzip",
+            "--out",
+        ])
+        .arg(&gzipped)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(gzipped.join("Observation.ndjson.gz").exists());
+    assert_eq!(simulate_json(gzipped.to_str().unwrap(), &[]), report);
     assert_eq!(report["population"]["patients"], 30);
     assert_eq!(report["population"]["malformedLines"], 0);
     assert_eq!(report["failures"]["count"], 0, "{}", report["failures"]);
@@ -363,9 +380,10 @@ fn a_transaction_bundle_with_urn_uuid_references_gets_the_cards_of_its_patient()
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input");
     std::fs::create_dir(&input).unwrap();
+    // Pretty-printed, as Synthea writes it.
     std::fs::write(
         input.join("synthea-like.json"),
-        transaction_bundle_of(fixture).to_string(),
+        serde_json::to_string_pretty(&transaction_bundle_of(fixture)).unwrap(),
     )
     .unwrap();
     let csv = dir.path().join("patients.csv");
@@ -433,7 +451,35 @@ fn written_requests_replayed_give_every_patient_the_same_cards() {
             from_export.to_str().unwrap(),
         ],
     );
-    assert_eq!(std::fs::read_dir(&requests).unwrap().count(), 40);
+    let written: Vec<_> = std::fs::read_dir(&requests)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(written.len(), 40);
+    for path in &written {
+        let request: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let patient = request["context"]["patientId"].as_str().unwrap();
+        assert_eq!(
+            path.file_name().unwrap(),
+            format!("{patient}.json").as_str()
+        );
+        assert_eq!(request["hook"], "patient-view");
+    }
+    let again = cramp_cds()
+        .args(["simulate", population.to_str().unwrap(), "--now", NOW])
+        .arg("--write-requests")
+        .arg(&requests)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "the directory is not empty any more"
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("needs an empty directory"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let replayed = simulate_json(
         requests.to_str().unwrap(),
         &["--patients-csv", from_requests.to_str().unwrap()],

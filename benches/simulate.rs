@@ -45,6 +45,7 @@ fn simulate_population(c: &mut Criterion) {
             jobs,
             patients_csv: None,
             write_requests: None,
+            scope: Default::default(),
         };
         group.bench_with_input(BenchmarkId::new("jobs", jobs), &options, |b, options| {
             b.iter(|| {
@@ -70,6 +71,7 @@ fn one_call_at_a_time(c: &mut Criterion, population: &std::path::Path, service: 
         jobs: 1,
         patients_csv: None,
         write_requests: Some(requests_dir.path().to_owned()),
+        scope: Default::default(),
     })
     .unwrap();
     let requests: Vec<Vec<u8>> = std::fs::read_dir(requests_dir.path())

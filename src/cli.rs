@@ -118,6 +118,17 @@ pub enum Command {
         /// against a running service, or to evaluate one at a time).
         #[arg(long, value_name = "DIR")]
         write_requests: Option<PathBuf>,
+        /// Suppress cards as `serve` would: the overrides in the configured card history that
+        /// snooze a rule at `--now` (read once; nothing is written).
+        #[arg(long)]
+        suppression: bool,
+        /// With `--suppression`: the JWT issuer of the EHR whose clinicians' overrides count;
+        /// unauthenticated calls' overrides when unset.
+        #[arg(long, requires = "suppression")]
+        issuer: Option<String>,
+        /// With `--issuer`: the tenant its tokens name.
+        #[arg(long, requires = "issuer")]
+        tenant: Option<String>,
         /// Worker threads (all cores when unset).
         #[arg(long)]
         jobs: Option<usize>,
@@ -316,6 +327,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
             html,
             patients_csv,
             write_requests,
+            suppression,
+            issuer,
+            tenant,
             jobs,
             config,
         } => {
@@ -323,22 +337,37 @@ pub fn run(cli: Cli) -> Result<(), String> {
             if knowledge.is_some() {
                 settings.knowledge.dir = knowledge;
             }
-            let base = CdsService::from_settings(&settings).map_err(|e| e.to_string())?;
+            let now = parse_now(now)?;
+            let history = suppression
+                .then(|| history_snapshot(&settings, now))
+                .transpose()?;
+            let with_history = |service: CdsService| match &history {
+                Some(history) => service.with_history(history.clone(), false),
+                None => service,
+            };
+            let base =
+                with_history(CdsService::from_settings(&settings).map_err(|e| e.to_string())?);
             let compared = compare
                 .map(|dir| {
                     settings.knowledge.dir = Some(dir);
-                    CdsService::from_settings(&settings).map_err(|e| e.to_string())
+                    CdsService::from_settings(&settings)
+                        .map(with_history)
+                        .map_err(|e| e.to_string())
                 })
                 .transpose()?;
             let options = crate::simulate::SimulateOptions {
                 input,
-                now: parse_now(now)?,
+                now,
                 base,
                 compared,
                 jobs: jobs
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 patients_csv,
                 write_requests,
+                scope: match &issuer {
+                    Some(issuer) => crate::store::ClientScope::of(issuer, tenant.as_deref()),
+                    None => crate::store::ClientScope::local(),
+                },
             };
             let report = crate::simulate::simulate(&options)?;
             if let Some(path) = html {
@@ -391,6 +420,26 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The card history's overrides at `now`, read once from the configured store for
+/// `simulate --suppression` (see [`crate::store::history::History::snapshot`]).
+fn history_snapshot(
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<crate::store::history::History, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let store = crate::store::Store::connect(&settings.store)
+            .await
+            .map_err(|e| format!("--suppression: cannot open the card history: {e}"))?;
+        crate::store::history::History::snapshot(store, settings.suppression.clone(), now)
+            .await
+            .map_err(|e| format!("--suppression: cannot read the overrides: {e}"))
+    })
 }
 
 /// The `--now` of `simulate`: an RFC 3339 date-time, or now.

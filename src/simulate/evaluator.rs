@@ -1,6 +1,7 @@
 //! Evaluates simulated requests with exactly the code path of `serve`: the service built from
-//! the settings, [`CdsService::invoke`] with no history (no suppression) and no FHIR server
-//! (`FhirAccess::none()`: a request file that names one is answered from its prefetch alone).
+//! the settings, [`CdsService::invoke`] with no FHIR server (`FhirAccess::none()`: a request
+//! file that names one is answered from its prefetch alone) and no history, so no suppression,
+//! unless the service was given a read-only one ([`crate::store::history::History::snapshot`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,6 +21,8 @@ pub struct Outcome {
     pub cards: Vec<(String, String)>,
     /// The data issues, as the invocation reported them.
     pub data_issues: Vec<String>,
+    /// The rules whose cards a clinician's override snoozed (with suppression on).
+    pub suppressed: Vec<String>,
 }
 
 /// A service and the id of its `patient-view` service.
@@ -27,6 +30,7 @@ pub struct Outcome {
 pub struct Evaluator {
     service: CdsService,
     patient_view: usize,
+    scope: ClientScope,
 }
 
 thread_local! {
@@ -47,7 +51,14 @@ impl Evaluator {
         Ok(Evaluator {
             service,
             patient_view,
+            scope: ClientScope::local(),
         })
+    }
+
+    /// Evaluates as the client `scope`'s calls (whose overrides suppress, with a history).
+    pub fn with_scope(mut self, scope: ClientScope) -> Evaluator {
+        self.scope = scope;
+        self
     }
 
     /// The resource types the `patient-view` request carries: those its prefetch templates
@@ -124,7 +135,7 @@ impl Evaluator {
                     body,
                     now,
                     &FhirAccess::none(),
-                    &ClientScope::local(),
+                    &self.scope,
                 ))
                 .map_err(|e| e.to_string())?;
             Ok(Outcome {
@@ -134,6 +145,11 @@ impl Evaluator {
                     .map(|f| (f.rule_id.clone(), f.indicator.as_str().to_owned()))
                     .collect(),
                 data_issues: invocation.data_issues,
+                suppressed: invocation
+                    .suppressed
+                    .into_iter()
+                    .map(|snooze| snooze.rule_id)
+                    .collect(),
             })
         })
     }

@@ -65,6 +65,17 @@ pub fn to_html(report: &Report) -> String {
         }
         page.push_str("</table>\n");
     }
+    if let Some(suppressed) = &report.suppressed {
+        page.push_str("\n<h2>Suppressed by an override (not counted above)</h2>\n<table><tr><th>rule</th><th>patients</th></tr>\n");
+        for s in suppressed {
+            page.push_str(&format!(
+                "<tr><td>{}</td><td class=\"n\">{}</td></tr>\n",
+                escape(&s.rule_id),
+                s.patients
+            ));
+        }
+        page.push_str("</table>\n");
+    }
     page.push_str("\n<h2>Top data issues</h2>\n<table><tr><th>patients</th><th>issue</th></tr>\n");
     for i in &report.data_issues {
         page.push_str(&format!(

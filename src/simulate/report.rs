@@ -28,6 +28,10 @@ pub struct Report {
     pub cards_per_patient: Vec<CardsBucket>,
     /// The most frequent data issues (ids removed), with the number of patients.
     pub data_issues: Vec<IssueCount>,
+    /// With `--suppression`: per rule, the patients whose card an override suppressed (not
+    /// counted in `rules`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Vec<SuppressedCount>>,
     /// Evaluations that failed.
     pub failures: Failures,
     /// With `--compare`: per rule, who gains and who loses the card.
@@ -41,6 +45,8 @@ pub struct Report {
 pub struct RunFacts {
     /// `--now`, RFC 3339.
     pub evaluated_at: String,
+    /// Whether clinicians' overrides in the card history suppressed cards (`--suppression`).
+    pub suppression: bool,
     /// The base knowledge.
     pub knowledge: KnowledgeVersion,
     /// With `--compare`: the other knowledge.
@@ -59,6 +65,11 @@ impl RunFacts {
         if let Some(compared) = &self.compared_knowledge {
             let _ = write!(line, ", compared with knowledge {}", compared.id());
         }
+        line.push_str(if self.suppression {
+            ", with the overrides in the card history suppressing"
+        } else {
+            ", no suppression"
+        });
         line
     }
 }
@@ -106,6 +117,16 @@ pub struct RuleRate {
 pub struct CardsBucket {
     /// "0", "1", "2", "3" or "4+".
     pub cards: String,
+    /// Patients.
+    pub patients: u64,
+}
+
+/// A rule and how many patients' cards of it were suppressed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuppressedCount {
+    /// The rule.
+    pub rule_id: String,
     /// Patients.
     pub patients: u64,
 }
@@ -198,8 +219,19 @@ impl Report {
             .collect();
         data_issues.sort_by(|a, b| b.patients.cmp(&a.patients).then(a.issue.cmp(&b.issue)));
         data_issues.truncate(TOP_ISSUES);
+        let suppressed = run.suppression.then(|| {
+            tally
+                .suppressed
+                .iter()
+                .map(|(rule_id, &patients)| SuppressedCount {
+                    rule_id: rule_id.clone(),
+                    patients,
+                })
+                .collect()
+        });
         Report {
             run,
+            suppressed,
             population: Population {
                 patients: n,
                 resources: counts.resources,
@@ -285,6 +317,16 @@ impl Report {
         let _ = writeln!(out, "\nCards per patient");
         for b in &self.cards_per_patient {
             let _ = writeln!(out, "  {:>2}: {}", b.cards, b.patients);
+        }
+        if let Some(suppressed) = &self.suppressed {
+            let _ = writeln!(
+                out,
+                "\nSuppressed by an override (patients, not counted above): {}",
+                if suppressed.is_empty() { "none" } else { "" }
+            );
+            for s in suppressed {
+                let _ = writeln!(out, "  {:>8}  {}", s.patients, s.rule_id);
+            }
         }
         if !self.data_issues.is_empty() {
             let _ = writeln!(out, "\nTop data issues (patients)");

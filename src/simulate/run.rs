@@ -18,6 +18,7 @@ use super::report::{Report, RunFacts};
 use super::spill::PatientGroup;
 use super::tally::{RuleChange, Tally, add_changes};
 use crate::invoke::CdsService;
+use crate::store::ClientScope;
 
 /// What to simulate and how.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct SimulateOptions {
     pub patients_csv: Option<PathBuf>,
     /// A directory to write each patient's `patient-view` request into, if any.
     pub write_requests: Option<PathBuf>,
+    /// Whose calls these are: with a history on the services, whose overrides suppress cards.
+    pub scope: ClientScope,
 }
 
 /// The two outcomes of one patient.
@@ -43,8 +46,11 @@ type Outcomes = (Result<Outcome, String>, Option<Result<Outcome, String>>);
 
 /// Runs the simulation `options` describe.
 pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
-    let base = Evaluator::new(options.base.clone())?;
-    let compared = options.compared.clone().map(Evaluator::new).transpose()?;
+    let evaluator = |service: &CdsService| {
+        Evaluator::new(service.clone()).map(|e| e.with_scope(options.scope.clone()))
+    };
+    let base = evaluator(&options.base)?;
+    let compared = options.compared.as_ref().map(evaluator).transpose()?;
     let jobs = options.jobs.max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -142,6 +148,7 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
     bar.finish_and_clear();
     let run = RunFacts {
         evaluated_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        suppression: options.base.history().is_some(),
         knowledge: options.base.knowledge.version.clone(),
         compared_knowledge: options
             .compared

@@ -1,5 +1,5 @@
 //! Counts over the population as outcomes arrive: patients per rule and indicator, cards per
-//! patient, data issues, failures, and with a comparison the patients who gain or lose a card.
+//! patient, data issues, suppressed cards, failures, and with a comparison the patients who gain or lose a card.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -20,6 +20,8 @@ pub struct Tally {
     pub cards_per_patient: [u64; 5],
     /// Patients with each (normalised) data issue.
     pub data_issues: HashMap<String, u64>,
+    /// Patients whose card of the rule an override suppressed, by rule id.
+    pub suppressed: BTreeMap<String, u64>,
     /// Evaluations that failed (the request was refused).
     pub failures: u64,
     /// The first few failures: (patient id, message).
@@ -46,6 +48,10 @@ impl Tally {
             *self.by_rule.entry(rule.clone()).or_default() += 1;
         }
         self.cards_per_patient[outcome.cards.len().min(4)] += 1;
+        let suppressed: BTreeSet<&String> = outcome.suppressed.iter().collect();
+        for rule in suppressed {
+            *self.suppressed.entry(rule.clone()).or_default() += 1;
+        }
         let issues: BTreeSet<String> = outcome.data_issues.iter().map(|i| normalise(i)).collect();
         for issue in issues {
             *self.data_issues.entry(issue).or_default() += 1;
@@ -150,6 +156,7 @@ mod tests {
                 .map(|(r, i)| (r.to_string(), i.to_string()))
                 .collect(),
             data_issues: Vec::new(),
+            suppressed: Vec::new(),
         }
     }
 

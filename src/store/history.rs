@@ -144,6 +144,20 @@ pub type Committed = oneshot::Receiver<()>;
 /// Overrides by patient hash, kept in memory for a single-instance (SQLite) store.
 type OverrideIndex = Arc<std::sync::RwLock<HashMap<String, Vec<Override>>>>;
 
+/// The overrides of the suppression period before `now`, by patient hash.
+async fn override_index(
+    store: &Store,
+    suppression: &SuppressionSettings,
+    now: DateTime<Utc>,
+) -> Result<OverrideIndex, StoreError> {
+    let mut index: HashMap<String, Vec<Override>> = HashMap::new();
+    let since = now - chrono::Duration::days(suppression.period_days);
+    for (patient_hash, item) in store.overrides_since(since).await? {
+        index.entry(patient_hash).or_default().push(item);
+    }
+    Ok(Arc::new(std::sync::RwLock::new(index)))
+}
+
 /// The history: queue, writer and suppression lookup. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct History {
@@ -168,12 +182,7 @@ impl History {
         now: DateTime<Utc>,
     ) -> Result<History, StoreError> {
         let local_overrides = if store.is_single_instance() {
-            let mut index: HashMap<String, Vec<Override>> = HashMap::new();
-            let since = now - chrono::Duration::days(suppression.period_days);
-            for (patient_hash, item) in store.overrides_since(since).await? {
-                index.entry(patient_hash).or_default().push(item);
-            }
-            Some(Arc::new(std::sync::RwLock::new(index)))
+            Some(override_index(&store, &suppression, now).await?)
         } else {
             None
         };
@@ -197,6 +206,27 @@ impl History {
         }
         .spawn(history.store.clone());
         Ok(history)
+    }
+
+    /// A read-only history for simulations: the overrides that snooze a rule at `now`, read
+    /// once into memory (for SQLite and PostgreSQL alike); no writer and no retention task
+    /// start, so nothing is written or deleted. Use it with `record_cards` off.
+    pub async fn snapshot(
+        store: Store,
+        suppression: SuppressionSettings,
+        now: DateTime<Utc>,
+    ) -> Result<History, StoreError> {
+        let defaults = StoreSettings::default();
+        Ok(History {
+            local_overrides: Some(override_index(&store, &suppression, now).await?),
+            store,
+            queue: Arc::new(Queue::default()),
+            capacity: 1,
+            batch_size: 1,
+            lookup_timeout: Duration::from_millis(defaults.lookup_timeout_ms),
+            record_wait: Duration::ZERO,
+            suppression,
+        })
     }
 
     /// Stores feedback from `client` once every card issued before it is committed, so each

@@ -321,6 +321,49 @@ async fn the_report_command_and_evaluate_explain_read_the_same_database() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(text.contains("already-addressed"), "{text}");
+
+    // simulate --suppression reads the same overrides (and writes nothing).
+    let input = tempfile::tempdir().unwrap();
+    std::fs::copy(&request, input.path().join("request.json")).unwrap();
+    let simulate = |extra: &[&str]| {
+        let mut args = vec!["simulate", input.path().to_str().unwrap()];
+        args.extend_from_slice(&["--now", "2026-11-02T12:00:00Z", "--format", "json"]);
+        args.extend_from_slice(extra);
+        let output = cli(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let magnesium_patients = |report: &serde_json::Value| -> u64 {
+        report["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["ruleId"] == "diuretic-low-magnesium")
+            .map(|r| r["patients"].as_u64().unwrap())
+            .sum()
+    };
+    let plain = simulate(&[]);
+    assert_eq!(magnesium_patients(&plain), 1, "{plain}");
+    assert!(plain.get("suppressed").is_none());
+    let suppressed = simulate(&["--suppression"]);
+    assert_eq!(magnesium_patients(&suppressed), 0, "{suppressed}");
+    assert_eq!(suppressed["run"]["suppression"], true);
+    assert_eq!(
+        suppressed["suppressed"],
+        serde_json::json!([{"ruleId": "diuretic-low-magnesium", "patients": 1}])
+    );
+    // Another client's overrides do not count.
+    let other = simulate(&["--suppression", "--issuer", "https://other.example"]);
+    assert_eq!(magnesium_patients(&other), 1, "{other}");
+    let output = cli(&["report", "--format", "csv"]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("diuretic-low-magnesium,1,0,1,"),
+        "the simulations recorded no card"
+    );
 }
 
 #[actix_web::test]

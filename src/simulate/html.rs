@@ -44,7 +44,10 @@ pub fn to_html(report: &Report) -> String {
             r.ci95_high
         ));
     }
-    page.push_str("</table>\n<h2>Cards per patient</h2>\n");
+    page.push_str(&format!(
+        "</table>\n<p><strong>{}</strong></p>\n<h2>Cards per patient</h2>\n",
+        escape(&report.chart_open_burden.describe())
+    ));
     let columns: Vec<(String, u64)> = report
         .cards_per_patient
         .iter()

@@ -24,6 +24,9 @@ pub struct Report {
     pub population: Population,
     /// Per rule and indicator: patients with the card, with the base knowledge.
     pub rules: Vec<RuleRate>,
+    /// Cards per 1,000 chart opens (each patient's `patient-view` is one), in all and by
+    /// indicator.
+    pub chart_open_burden: Burden,
     /// Patients by number of cards.
     pub cards_per_patient: Vec<CardsBucket>,
     /// The most frequent data issues (ids removed), with the number of patients.
@@ -112,6 +115,42 @@ pub struct RuleRate {
     pub ci95_high: f64,
 }
 
+/// How many cards a clinician sees per 1,000 chart opens.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Burden {
+    /// Every card.
+    pub cards_per_1000: f64,
+    /// By indicator (`critical`, `warning`, `info`), most urgent first.
+    pub by_indicator: Vec<IndicatorBurden>,
+}
+
+/// The cards of one indicator per 1,000 chart opens.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndicatorBurden {
+    /// The indicator.
+    pub indicator: String,
+    /// Cards per 1,000 chart opens.
+    pub cards_per_1000: f64,
+}
+
+impl Burden {
+    /// One line for the text and HTML reports.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .by_indicator
+            .iter()
+            .map(|b| format!("{} {:.1}", b.indicator, b.cards_per_1000))
+            .collect();
+        format!(
+            "Cards per 1,000 chart opens: {:.1} ({})",
+            self.cards_per_1000,
+            parts.join(", ")
+        )
+    }
+}
+
 /// Patients with a number of cards.
 #[derive(Debug, Clone, Serialize)]
 pub struct CardsBucket {
@@ -182,6 +221,13 @@ impl Report {
     ) -> Report {
         let n = tally.patients;
         let per_1000 = |x: f64| (x * 1000.0 * 100.0).round() / 100.0;
+        let per_1000_patients = |count: u64| {
+            if n == 0 {
+                0.0
+            } else {
+                per_1000(count as f64 / n as f64)
+            }
+        };
         let rules = tally
             .by_rule
             .iter()
@@ -191,16 +237,28 @@ impl Report {
                     rule_id: rule.clone(),
                     indicator: indicator.clone(),
                     patients,
-                    rate_per_1000: per_1000(if n == 0 {
-                        0.0
-                    } else {
-                        patients as f64 / n as f64
-                    }),
+                    rate_per_1000: per_1000_patients(patients),
                     ci95_low: per_1000(low),
                     ci95_high: per_1000(high),
                 }
             })
             .collect();
+        let chart_open_burden = Burden {
+            cards_per_1000: per_1000_patients(tally.cards_by_indicator.values().sum()),
+            by_indicator: ["critical", "warning", "info"]
+                .iter()
+                .map(|indicator| IndicatorBurden {
+                    indicator: (*indicator).to_owned(),
+                    cards_per_1000: per_1000_patients(
+                        tally
+                            .cards_by_indicator
+                            .get(*indicator)
+                            .copied()
+                            .unwrap_or(0),
+                    ),
+                })
+                .collect(),
+        };
         let cards_per_patient = ["0", "1", "2", "3", "4+"]
             .iter()
             .zip(tally.cards_per_patient)
@@ -242,6 +300,7 @@ impl Report {
                 patients_without_patient_resource: without_patient_resource,
             },
             rules,
+            chart_open_burden,
             cards_per_patient,
             data_issues,
             failures: Failures {
@@ -314,6 +373,7 @@ impl Report {
                 r.rule_id, r.indicator, r.patients, r.rate_per_1000, r.ci95_low, r.ci95_high
             );
         }
+        let _ = writeln!(out, "\n{}", self.chart_open_burden.describe());
         let _ = writeln!(out, "\nCards per patient");
         for b in &self.cards_per_patient {
             let _ = writeln!(out, "  {:>2}: {}", b.cards, b.patients);

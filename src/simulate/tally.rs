@@ -18,6 +18,8 @@ pub struct Tally {
     pub by_rule: BTreeMap<(String, String), u64>,
     /// Patients by number of cards: 0, 1, 2, 3, 4 or more.
     pub cards_per_patient: [u64; 5],
+    /// Cards shown, by indicator.
+    pub cards_by_indicator: BTreeMap<String, u64>,
     /// Patients with each (normalised) data issue.
     pub data_issues: HashMap<String, u64>,
     /// Patients whose card of the rule an override suppressed, by rule id.
@@ -48,6 +50,12 @@ impl Tally {
             *self.by_rule.entry(rule.clone()).or_default() += 1;
         }
         self.cards_per_patient[outcome.cards.len().min(4)] += 1;
+        for (_, indicator) in &outcome.cards {
+            *self
+                .cards_by_indicator
+                .entry(indicator.clone())
+                .or_default() += 1;
+        }
         let suppressed: BTreeSet<&String> = outcome.suppressed.iter().collect();
         for rule in suppressed {
             *self.suppressed.entry(rule.clone()).or_default() += 1;
@@ -166,8 +174,11 @@ mod tests {
         tally.add("a", &Ok(outcome(&[("r1", "warning"), ("r2", "info")])));
         tally.add("b", &Ok(outcome(&[])));
         tally.add("c", &Err("bad".to_owned()));
-        assert_eq!(tally.patients, 2);
-        assert_eq!(tally.cards_per_patient, [1, 0, 1, 0, 0]);
+        tally.add("d", &Ok(outcome(&[("r2", "info")])));
+        assert_eq!(tally.patients, 3);
+        assert_eq!(tally.cards_per_patient, [1, 1, 1, 0, 0]);
+        assert_eq!(tally.cards_by_indicator["info"], 2);
+        assert_eq!(tally.cards_by_indicator["warning"], 1);
         assert_eq!(tally.by_rule[&("r1".to_owned(), "warning".to_owned())], 1);
         assert_eq!(tally.failures, 1);
     }

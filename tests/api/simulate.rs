@@ -147,6 +147,24 @@ fn the_json_report_has_rates_with_intervals_and_the_card_histogram() {
     assert_eq!(buckets.len(), 5);
     assert_eq!(buckets[4].0, "4+");
     assert_eq!(total, 3);
+    assert_eq!(
+        buckets[4].1, 0,
+        "no patient has 4 cards: the sum below is exact"
+    );
+    let cards: u64 = buckets.iter().zip(0..).map(|(b, i)| b.1 * i).sum();
+    let burden = &report["chartOpenBurden"];
+    let per_1000 = burden["cardsPer1000"].as_f64().unwrap();
+    assert!(
+        (per_1000 - cards as f64 * 1000.0 / 3.0).abs() < 0.01,
+        "{burden}"
+    );
+    let by_indicator: f64 = burden["byIndicator"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["cardsPer1000"].as_f64().unwrap())
+        .sum();
+    assert!((by_indicator - per_1000).abs() < 0.02, "{burden}");
     assert!(report.get("comparison").is_none());
 }
 

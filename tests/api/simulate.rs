@@ -50,6 +50,19 @@ fn evaluated_rules(name: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// `cramp-cds synthesize` of `patients` patients from `seed` into `dir/population`.
+fn synthesize(dir: &Path, patients: u32, seed: u32) -> std::path::PathBuf {
+    let population = dir.join("population");
+    let status = cramp_cds()
+        .args(["synthesize", "--patients", &patients.to_string()])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(&population)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    population
+}
+
 /// The rows of a patients CSV, without the header.
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -421,13 +434,7 @@ fn a_transaction_bundle_with_urn_uuid_references_gets_the_cards_of_its_patient()
 #[test]
 fn one_worker_and_four_give_the_same_report_and_patients_csv() {
     let dir = tempfile::tempdir().unwrap();
-    let population = dir.path().join("population");
-    let status = cramp_cds()
-        .args(["synthesize", "--patients", "80", "--seed", "11", "--out"])
-        .arg(&population)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let population = synthesize(dir.path(), 80, 11);
     let run = |jobs: &str| {
         let csv = dir.path().join(format!("patients-{jobs}.csv"));
         let output = cramp_cds()
@@ -451,13 +458,7 @@ fn one_worker_and_four_give_the_same_report_and_patients_csv() {
 #[test]
 fn written_requests_replayed_give_every_patient_the_same_cards() {
     let dir = tempfile::tempdir().unwrap();
-    let population = dir.path().join("population");
-    let status = cramp_cds()
-        .args(["synthesize", "--patients", "40", "--seed", "5", "--out"])
-        .arg(&population)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let population = synthesize(dir.path(), 40, 5);
     let requests = dir.path().join("requests");
     let (from_export, from_requests) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
     simulate(

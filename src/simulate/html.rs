@@ -68,6 +68,23 @@ pub fn to_html(report: &Report) -> String {
         }
         page.push_str("</table>\n");
     }
+    page.push_str("\n<h2>Cards by age band (per 1,000 patients of the band, any indicator)</h2>\n<table><tr><th>rule</th>");
+    for band in &report.by_age_band.bands {
+        page.push_str(&format!("<th>{}</th>", escape(&band.band)));
+    }
+    page.push_str("</tr>\n<tr><td>patients</td>");
+    for band in &report.by_age_band.bands {
+        page.push_str(&format!("<td class=\"n\">{}</td>", band.patients));
+    }
+    page.push_str("</tr>\n");
+    for rule in &report.by_age_band.rules {
+        page.push_str(&format!("<tr><td>{}</td>", escape(&rule.rule_id)));
+        for rate in &rule.rate_per_1000 {
+            page.push_str(&format!("<td class=\"n\">{rate:.2}</td>"));
+        }
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</table>\n");
     if let Some(suppressed) = &report.suppressed {
         page.push_str("\n<h2>Suppressed by an override (not counted above)</h2>\n<table><tr><th>rule</th><th>patients</th></tr>\n");
         for s in suppressed {

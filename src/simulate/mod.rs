@@ -4,6 +4,7 @@
 //! would send ([`request`]) and is evaluated by the serve code path ([`evaluator`]) in
 //! parallel, and the outcomes are counted ([`tally`]) into a [`report::Report`].
 
+pub mod age_band;
 pub mod blocks;
 pub mod bundle;
 pub mod evaluator;

@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use super::age_band::AGE_BANDS;
 use super::partition::{InputCounts, MalformedLine};
 use super::tally::{RuleChange, Tally};
 use super::wilson::wilson_95;
@@ -29,6 +30,8 @@ pub struct Report {
     pub chart_open_burden: Burden,
     /// Patients by number of cards.
     pub cards_per_patient: Vec<CardsBucket>,
+    /// Per rule, how often its card fires in each age band.
+    pub by_age_band: AgeBands,
     /// The most frequent data issues (ids removed), with the number of patients.
     pub data_issues: Vec<IssueCount>,
     /// With `--suppression`: per rule, the patients whose card an override suppressed (not
@@ -151,6 +154,36 @@ impl Burden {
     }
 }
 
+/// The rules' rates by age band (at the evaluation time).
+#[derive(Debug, Clone, Serialize)]
+pub struct AgeBands {
+    /// The bands and their patients.
+    pub bands: Vec<AgeBandCount>,
+    /// Per rule (any indicator), in band order.
+    pub rules: Vec<RuleByAgeBand>,
+}
+
+/// One age band.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgeBandCount {
+    /// `0-17`, `18-44`, `45-64`, `65-79`, `80+` or `unknown` (no readable birth date).
+    pub band: String,
+    /// Patients in the band.
+    pub patients: u64,
+}
+
+/// One rule's card by age band.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleByAgeBand {
+    /// The rule.
+    pub rule_id: String,
+    /// Patients with the card, per band.
+    pub patients: Vec<u64>,
+    /// Per 1,000 patients of the band (0 for an empty band).
+    pub rate_per_1000: Vec<f64>,
+}
+
 /// Patients with a number of cards.
 #[derive(Debug, Clone, Serialize)]
 pub struct CardsBucket {
@@ -259,6 +292,35 @@ impl Report {
                 })
                 .collect(),
         };
+        let by_age_band = AgeBands {
+            bands: AGE_BANDS
+                .iter()
+                .zip(tally.patients_by_age_band)
+                .map(|(band, patients)| AgeBandCount {
+                    band: (*band).to_owned(),
+                    patients,
+                })
+                .collect(),
+            rules: tally
+                .by_rule_and_age_band
+                .iter()
+                .map(|(rule_id, with_card)| RuleByAgeBand {
+                    rule_id: rule_id.clone(),
+                    patients: with_card.to_vec(),
+                    rate_per_1000: with_card
+                        .iter()
+                        .zip(tally.patients_by_age_band)
+                        .map(|(&with, all)| {
+                            if all == 0 {
+                                0.0
+                            } else {
+                                per_1000(with as f64 / all as f64)
+                            }
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
         let cards_per_patient = ["0", "1", "2", "3", "4+"]
             .iter()
             .zip(tally.cards_per_patient)
@@ -302,6 +364,7 @@ impl Report {
             rules,
             chart_open_burden,
             cards_per_patient,
+            by_age_band,
             data_issues,
             failures: Failures {
                 count: tally.failures,
@@ -377,6 +440,27 @@ impl Report {
         let _ = writeln!(out, "\nCards per patient");
         for b in &self.cards_per_patient {
             let _ = writeln!(out, "  {:>2}: {}", b.cards, b.patients);
+        }
+        let _ = writeln!(
+            out,
+            "\nCards by age band (per 1,000 patients of the band, any indicator)"
+        );
+        let band_width = width.max("patients".len());
+        let _ = write!(out, "{:<band_width$}", "rule");
+        for band in &self.by_age_band.bands {
+            let _ = write!(out, "  {:>9}", band.band);
+        }
+        let _ = write!(out, "\n{:<band_width$}", "patients");
+        for band in &self.by_age_band.bands {
+            let _ = write!(out, "  {:>9}", band.patients);
+        }
+        out.push('\n');
+        for rule in &self.by_age_band.rules {
+            let _ = write!(out, "{:<band_width$}", rule.rule_id);
+            for rate in &rule.rate_per_1000 {
+                let _ = write!(out, "  {rate:>9.2}");
+            }
+            out.push('\n');
         }
         if let Some(suppressed) = &self.suppressed {
             let _ = writeln!(

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rayon::prelude::*;
 
+use super::age_band::age_band;
 use super::evaluator::{Evaluator, Outcome};
 use super::input::{InputFiles, file_name};
 use super::partition::{Partitioner, partitions_for};
@@ -81,14 +82,15 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
         outcomes
     };
 
-    let outcomes: Vec<(String, Outcomes)> = pool.install(|| {
+    let today = now.date_naive();
+    let outcomes: Vec<(String, usize, Outcomes)> = pool.install(|| {
         request_files
             .par_iter()
             .map(|path| match std::fs::read(path) {
                 Ok(body) => {
                     let outcomes = evaluate_both(&|e: &Evaluator| e.evaluate_request(&body, now));
-                    let patient = request_patient(&body).unwrap_or_else(|| file_name(path));
-                    (patient, outcomes)
+                    let (patient, band) = request_patient(&body, today);
+                    (patient.unwrap_or_else(|| file_name(path)), band, outcomes)
                 }
                 Err(e) => {
                     let message = format!("cannot read {}: {e}", path.display());
@@ -96,13 +98,13 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
                         Err(message.clone()),
                         compared.as_ref().map(|_| Err(message)),
                     );
-                    (file_name(path), outcomes)
+                    (file_name(path), age_band(None, today), outcomes)
                 }
             })
             .collect()
     });
-    for (patient, outcomes) in outcomes {
-        counter.add(&patient, outcomes)?;
+    for (patient, band, outcomes) in outcomes {
+        counter.add(&patient, band, outcomes)?;
     }
 
     // As many spill files as workers are read at once, then all their patients evaluated
@@ -142,7 +144,8 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
                 .collect::<Result<_, String>>()
         })?;
         for (group, outcomes) in groups.iter().zip(outcomes) {
-            counter.add(&group.patient_id, outcomes)?;
+            let band = age_band(group.patient.as_deref(), today);
+            counter.add(&group.patient_id, band, outcomes)?;
         }
     }
     bar.finish_and_clear();
@@ -196,10 +199,17 @@ fn create_requests_dir(dir: &Path, input: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The `context.patientId` of a CDS Hooks request.
-fn request_patient(body: &[u8]) -> Option<String> {
-    let request: serde_json::Value = serde_json::from_slice(body).ok()?;
-    request["context"]["patientId"].as_str().map(str::to_owned)
+/// The `context.patientId` of a CDS Hooks request, and the age band of its prefetched
+/// `patient` on `today`.
+fn request_patient(body: &[u8], today: NaiveDate) -> (Option<String>, usize) {
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (None, age_band(None, today));
+    };
+    let patient = request["prefetch"]["patient"].to_string();
+    (
+        request["context"]["patientId"].as_str().map(str::to_owned),
+        age_band(Some(&patient), today),
+    )
 }
 
 /// The counts under way and the patients CSV being written.
@@ -224,8 +234,13 @@ impl Counter {
         })
     }
 
-    fn add(&mut self, patient: &str, (base, compared): Outcomes) -> Result<(), String> {
-        self.tally.add(patient, &base);
+    fn add(
+        &mut self,
+        patient: &str,
+        age_band: usize,
+        (base, compared): Outcomes,
+    ) -> Result<(), String> {
+        self.tally.add(patient, age_band, &base);
         if let (Some(changes), Ok(base), Some(Ok(compared))) = (&mut self.changes, &base, &compared)
         {
             add_changes(changes, base, compared);

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::age_band::AGE_BANDS;
 use super::evaluator::Outcome;
 use super::issues::normalise;
 
@@ -24,6 +25,10 @@ pub struct Tally {
     pub data_issues: HashMap<String, u64>,
     /// Patients whose card of the rule an override suppressed, by rule id.
     pub suppressed: BTreeMap<String, u64>,
+    /// Patients in each age band ([`AGE_BANDS`]).
+    pub patients_by_age_band: [u64; AGE_BANDS.len()],
+    /// Patients with a card of the rule (any indicator) in each age band, by rule id.
+    pub by_rule_and_age_band: BTreeMap<String, [u64; AGE_BANDS.len()]>,
     /// Evaluations that failed (the request was refused).
     pub failures: u64,
     /// The first few failures: (patient id, message).
@@ -31,8 +36,8 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts the outcome of evaluating `patient`.
-    pub fn add(&mut self, patient: &str, outcome: &Result<Outcome, String>) {
+    /// Counts the outcome of evaluating `patient`, whose age band is `age_band`.
+    pub fn add(&mut self, patient: &str, age_band: usize, outcome: &Result<Outcome, String>) {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(message) => {
@@ -48,6 +53,12 @@ impl Tally {
         let rules: BTreeSet<&(String, String)> = outcome.cards.iter().collect();
         for rule in rules {
             *self.by_rule.entry(rule.clone()).or_default() += 1;
+        }
+        let age_band = age_band.min(AGE_BANDS.len() - 1);
+        self.patients_by_age_band[age_band] += 1;
+        let rule_ids: BTreeSet<&String> = outcome.cards.iter().map(|(rule, _)| rule).collect();
+        for rule in rule_ids {
+            self.by_rule_and_age_band.entry(rule.clone()).or_default()[age_band] += 1;
         }
         self.cards_per_patient[outcome.cards.len().min(4)] += 1;
         for (_, indicator) in &outcome.cards {
@@ -171,14 +182,17 @@ mod tests {
     #[test]
     fn cards_per_patient_and_rules_are_counted_once_per_patient() {
         let mut tally = Tally::default();
-        tally.add("a", &Ok(outcome(&[("r1", "warning"), ("r2", "info")])));
-        tally.add("b", &Ok(outcome(&[])));
-        tally.add("c", &Err("bad".to_owned()));
-        tally.add("d", &Ok(outcome(&[("r2", "info")])));
+        tally.add("a", 3, &Ok(outcome(&[("r1", "warning"), ("r2", "info")])));
+        tally.add("b", 1, &Ok(outcome(&[])));
+        tally.add("c", 1, &Err("bad".to_owned()));
+        tally.add("d", 3, &Ok(outcome(&[("r2", "info")])));
         assert_eq!(tally.patients, 3);
         assert_eq!(tally.cards_per_patient, [1, 1, 1, 0, 0]);
         assert_eq!(tally.cards_by_indicator["info"], 2);
         assert_eq!(tally.cards_by_indicator["warning"], 1);
+        assert_eq!(tally.patients_by_age_band, [0, 1, 0, 2, 0, 0]);
+        assert_eq!(tally.by_rule_and_age_band["r2"], [0, 0, 0, 2, 0, 0]);
+        assert_eq!(tally.by_rule_and_age_band["r1"], [0, 0, 0, 1, 0, 0]);
         assert_eq!(tally.by_rule[&("r1".to_owned(), "warning".to_owned())], 1);
         assert_eq!(tally.failures, 1);
     }

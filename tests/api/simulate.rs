@@ -178,6 +178,23 @@ fn the_json_report_has_rates_with_intervals_and_the_card_histogram() {
         .map(|b| b["cardsPer1000"].as_f64().unwrap())
         .sum();
     assert!((by_indicator - per_1000).abs() < 0.02, "{burden}");
+    let bands = &report["byAgeBand"];
+    let patients: Vec<u64> = bands["bands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["patients"].as_u64().unwrap())
+        .collect();
+    // pat-a and pat-b were born in 1950, pat-c in 1970.
+    assert_eq!(patients, [0, 0, 1, 2, 0, 0], "{bands}");
+    let magnesium = bands["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "diuretic-low-magnesium")
+        .unwrap();
+    assert_eq!(magnesium["patients"], serde_json::json!([0, 0, 0, 1, 0, 0]));
+    assert_eq!(magnesium["ratePer1000"][3], 500.0);
     assert!(report.get("comparison").is_none());
 }
 

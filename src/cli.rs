@@ -268,10 +268,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     &body,
                     now,
                     &FhirAccess::any(),
-                    &match &issuer {
-                        Some(issuer) => crate::store::ClientScope::of(issuer, tenant.as_deref()),
-                        None => crate::store::ClientScope::local(),
-                    },
+                    &client_scope(issuer.as_deref(), tenant.as_deref()),
                 )
                 .await
                 .map_err(|e| describe_invoke_error(&e))
@@ -364,10 +361,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 patients_csv,
                 write_requests,
-                scope: match &issuer {
-                    Some(issuer) => crate::store::ClientScope::of(issuer, tenant.as_deref()),
-                    None => crate::store::ClientScope::local(),
-                },
+                scope: client_scope(issuer.as_deref(), tenant.as_deref()),
             };
             let report = crate::simulate::simulate(&options)?;
             if let Some(path) = html {
@@ -419,6 +413,15 @@ pub fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+    }
+}
+
+/// The client whose overrides count on the command line: `--issuer` (with `--tenant`), or
+/// unauthenticated calls when no issuer is named.
+fn client_scope(issuer: Option<&str>, tenant: Option<&str>) -> crate::store::ClientScope {
+    match issuer {
+        Some(issuer) => crate::store::ClientScope::of(issuer, tenant),
+        None => crate::store::ClientScope::local(),
     }
 }
 

@@ -17,14 +17,22 @@ struct BirthDate {
     birth_date: Option<String>,
 }
 
-/// The band (an index into [`AGE_BANDS`]) of the Patient resource `patient` on `on`. A birth
-/// date of only a year or a year and month is read as its first day, as the engine reads it.
-pub fn age_band(patient: Option<&str>, on: NaiveDate) -> usize {
-    let born = patient
+/// The band (an index into [`AGE_BANDS`]) of the Patient resource `patient` on `on`.
+pub fn patient_age_band(patient: Option<&str>, on: NaiveDate) -> usize {
+    let birth_date = patient
         .and_then(|json| serde_json::from_str::<BirthDate>(json).ok())
-        .and_then(|p| p.birth_date)
-        .and_then(|text| fhir_date(&text));
-    match born.and_then(|born| on.years_since(born)) {
+        .and_then(|p| p.birth_date);
+    age_band(birth_date.as_deref(), on)
+}
+
+/// The band (an index into [`AGE_BANDS`]) of someone born on `birth_date` (a FHIR `date`), on
+/// `on`. A birth date of only a year or a year and month is read as its first day, as the
+/// engine reads it.
+pub fn age_band(birth_date: Option<&str>, on: NaiveDate) -> usize {
+    match birth_date
+        .and_then(fhir_date)
+        .and_then(|born| on.years_since(born))
+    {
         Some(0..=17) => 0,
         Some(18..=44) => 1,
         Some(45..=64) => 2,
@@ -51,7 +59,7 @@ mod tests {
     fn the_band_is_the_age_on_the_day_and_a_missing_birth_date_is_unknown() {
         let on = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
         let band = |birth: &str| {
-            AGE_BANDS[age_band(
+            AGE_BANDS[patient_age_band(
                 Some(&format!(
                     r#"{{"resourceType":"Patient","birthDate":"{birth}"}}"#
                 )),
@@ -67,7 +75,7 @@ mod tests {
         assert_eq!(band("2030-01-01"), "unknown");
         assert_eq!(AGE_BANDS[age_band(None, on)], "unknown");
         assert_eq!(
-            AGE_BANDS[age_band(Some(r#"{"resourceType":"Patient"}"#), on)],
+            AGE_BANDS[patient_age_band(Some(r#"{"resourceType":"Patient"}"#), on)],
             "unknown"
         );
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 use rayon::prelude::*;
 
-use super::age_band::age_band;
+use super::age_band::{age_band, patient_age_band};
 use super::evaluator::{Evaluator, Outcome};
 use super::input::{InputFiles, file_name};
 use super::partition::{Partitioner, partitions_for};
@@ -123,7 +123,7 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
             .partition(|group| group.patient.is_some());
         counter.without_patient_resource += without.len() as u64;
         drop(without);
-        let outcomes: Vec<Outcomes> = pool.install(|| {
+        let outcomes: Vec<(usize, Outcomes)> = pool.install(|| {
             groups
                 .par_iter()
                 .map(|group| {
@@ -131,7 +131,8 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
                     if let Some(dir) = &options.write_requests {
                         write_request(dir, &group.patient_id, &body)?;
                     }
-                    Ok(evaluate_both(&|e: &Evaluator| {
+                    let band = patient_age_band(group.patient.as_deref(), today);
+                    let outcomes = evaluate_both(&|e: &Evaluator| {
                         // The other knowledge may ask for other prefetch keys.
                         if std::ptr::eq(e, &base) {
                             e.evaluate_patient_view(&body, now)
@@ -139,12 +140,12 @@ pub fn simulate(options: &SimulateOptions) -> Result<Report, String> {
                             let own = e.patient_view_body(group, &spill.medications);
                             e.evaluate_patient_view(&own, now)
                         }
-                    }))
+                    });
+                    Ok((band, outcomes))
                 })
                 .collect::<Result<_, String>>()
         })?;
-        for (group, outcomes) in groups.iter().zip(outcomes) {
-            let band = age_band(group.patient.as_deref(), today);
+        for (group, (band, outcomes)) in groups.iter().zip(outcomes) {
             counter.add(&group.patient_id, band, outcomes)?;
         }
     }
@@ -205,10 +206,9 @@ fn request_patient(body: &[u8], today: NaiveDate) -> (Option<String>, usize) {
     let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
         return (None, age_band(None, today));
     };
-    let patient = request["prefetch"]["patient"].to_string();
     (
         request["context"]["patientId"].as_str().map(str::to_owned),
-        age_band(Some(&patient), today),
+        age_band(request["prefetch"]["patient"]["birthDate"].as_str(), today),
     )
 }
 
